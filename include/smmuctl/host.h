@@ -1,0 +1,51 @@
+/* smmuctl/host.h — host device facts read from sysfs (DESIGN §3), under a configurable root.
+ *
+ * Reads only; decides nothing beyond "is this device usable for VFIO passthrough". Every refusal names the
+ * device and the culprit, e.g. "0009:01:00.0: bound to driver nvidia, not vfio-pci (bind it to vfio-pci
+ * first: echo 0009:01:00.0 > /sys/bus/pci/drivers/nvidia/unbind; …)".
+ */
+#ifndef SMMUCTL_HOST_H
+#define SMMUCTL_HOST_H
+
+#include <stdbool.h>
+#include "smmuctl/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SMMU_BDF_LEN 13 /* "dddd:bb:ss.f" */
+
+/* Parse "0009:01:00.0" or "01:00.0" (domain 0000), any hex case, into canonical lowercase
+ * "dddd:bb:ss.f" (out has room for SMMU_BDF_LEN+1). -EINVAL with a message naming the input otherwise. */
+int smmu_bdf_parse(const char *in, char out[SMMU_BDF_LEN + 1], struct smmu_error *err);
+
+struct smmu_host_dev {
+    char bdf[SMMU_BDF_LEN + 1];  /* canonical */
+    char smmu[128];              /* basename of …/iommu, e.g. "smmu3.0x0000000016000000"; "" if none */
+    char driver[64];             /* basename of …/driver, "" if unbound */
+    int iommu_group;             /* -1 if none */
+    char cdev[32];               /* "vfio3" from …/vfio-dev/vfioM, "" if none */
+    int numa_node;               /* -1 if absent or -1 */
+    char vendor[8], device[8];   /* "0x10de" … ("" if absent): informational */
+    char group_culprits[512];    /* other group members bound to a driver other than vfio-pci, as
+                                    "0009:01:00.1 (nvidia), …"; "" when the group is viable */
+};
+
+/* Read the facts of one device without judging them. -ENOENT "no such PCI device" if the directory is
+ * missing; other sysfs errors as negative errno with the path named. */
+int smmu_host_read(const char *sysfs_root, const char *bdf, struct smmu_host_dev *out, struct smmu_error *err);
+
+/* Pure check of facts read by smmu_host_read: has an IOMMU (-ENODEV), is bound to vfio-pci (-EBUSY, naming
+ * the driver and how to rebind), its iommu group is viable (-EBUSY "group N not viable: 0009:01:00.1 (nvidia)")
+ * and, when need_cdev, it has a VFIO cdev (-ENODEV). No I/O: the planner calls it. */
+int smmu_host_check(const struct smmu_host_dev *dev, bool need_cdev, struct smmu_error *err);
+
+/* smmu_host_read + smmu_host_check. */
+int smmu_host_probe(const char *sysfs_root, const char *bdf, bool need_cdev, struct smmu_host_dev *out,
+                    struct smmu_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

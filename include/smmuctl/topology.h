@@ -1,0 +1,80 @@
+/* smmuctl/topology.h — a VM's vSMMU / pxb / root-port topology as discovered from QEMU (DESIGN §4).
+ *
+ * Plain data, filled by smmu_vm_discover() (src/vm/) and read by the planner (src/plan/) and front-ends.
+ * Strings are NUL-terminated and truncated safely; ids are QEMU device ids ("" for anonymous devices).
+ */
+#ifndef SMMUCTL_TOPOLOGY_H
+#define SMMUCTL_TOPOLOGY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+#include "smmuctl/error.h"
+#include "smmuctl/host.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SMMU_ID_LEN 128
+#define SMMU_PATH_LEN 256
+
+struct smmu_vsmmu {
+    char id[SMMU_ID_LEN];            /* QEMU id ("smmuv3.1"); "" if anonymous */
+    char path[SMMU_PATH_LEN];        /* QOM path */
+    bool accel;
+    int identifier;                  /* QEMU's creation-order identifier */
+    char primary_bus[SMMU_PATH_LEN]; /* QOM path of the pxb's root bus */
+    char pxb_id[SMMU_ID_LEN];        /* the pxb-pcie id (= last component of primary_bus) */
+    int bus_nr;                      /* pxb bus_nr (acpi_uid), -1 unknown */
+    int numa_node;                   /* pxb numa_node, -1 when unset (QEMU reports 128 for unset) */
+    char bound_smmu[128];            /* host SMMU bound to this vSMMU (from vfio-pci devices / journal), "" if none */
+};
+
+struct smmu_rootport {
+    char id[SMMU_ID_LEN];            /* "" if anonymous (then it cannot be addressed by smmuctl) */
+    char path[SMMU_PATH_LEN];
+    int chassis, port;
+    bool hotplug;                    /* the port's `hotplug` property */
+    char parent_bus[SMMU_PATH_LEN];  /* QOM path of the bus the port sits on */
+    char bus_name[SMMU_ID_LEN];      /* last component of parent_bus ("pcie.0", "pcie.1") */
+    char sec_bus[SMMU_PATH_LEN];     /* QOM path of its secondary bus */
+    char occupant_id[SMMU_ID_LEN];   /* device on the port ("" if free); QOM path's last component */
+    char occupant_path[SMMU_PATH_LEN];
+    char occupant_driver[64];        /* its QOM type ("e1000e", "vfio-pci") */
+    int vsmmu;                       /* index into topology.vsmmus, -1 if behind no vSMMU */
+};
+
+struct smmu_vfio_dev {
+    char id[SMMU_ID_LEN];
+    char path[SMMU_PATH_LEN];
+    char host[SMMU_BDF_LEN + 1];     /* canonical BDF from `host` ("" if passed by fd) */
+    char iommufd[SMMU_ID_LEN];       /* iommufd object id ("" if legacy container) */
+    int rootport;                    /* index into topology.ports, -1 if not on a known root port */
+    bool hotplugged;
+};
+
+struct smmu_topology {
+    int qemu_major, qemu_minor, qemu_micro;
+    bool has_qom_list_get;           /* qom-list-get was used */
+    struct smmu_vsmmu *vsmmus;   size_t n_vsmmus;
+    struct smmu_rootport *ports; size_t n_ports;
+    struct smmu_vfio_dev *vfio;  size_t n_vfio;
+    char (*iommufds)[SMMU_ID_LEN]; size_t n_iommufds;
+};
+
+void smmu_topology_free(struct smmu_topology *t);  /* frees members, not t itself */
+
+/* Lookups: index or -1. */
+int smmu_topology_find_port(const struct smmu_topology *t, const char *id);
+int smmu_topology_find_vsmmu(const struct smmu_topology *t, const char *id);
+int smmu_topology_find_vfio(const struct smmu_topology *t, const char *id);
+bool smmu_topology_has_iommufd(const struct smmu_topology *t, const char *id);
+
+/* The documented, stable JSON form (README "topology --json"). Returns a new reference. */
+json_t *smmu_topology_to_json(const struct smmu_topology *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
