@@ -90,6 +90,8 @@ void qmp_client_free(qmp_client *c);
 int qmp_client_connect(qmp_client *c, const char *addr, qmp_state_cb cb, void *payload);
 /* The same over an already connected stream socket (tests: socketpair); the client takes ownership. */
 int qmp_client_connect_fd(qmp_client *c, int fd, qmp_state_cb cb, void *payload);
+/* Replace the state callback (NULL: none). */
+void qmp_client_on_state(qmp_client *c, qmp_state_cb cb, void *payload);
 /* Close the connection: pending calls fail with -ECONNRESET, subscribers are told (event NULL). */
 void qmp_client_close(qmp_client *c);
 

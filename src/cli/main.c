@@ -1,13 +1,263 @@
-/* main.c — smmuctl command-line front-end (placeholder until the commands land). */
-#include <stdio.h>
+/* main.c — smmuctl: parse options, pick the command, map outcomes to exit codes. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "cli/cli.h"
+
+struct command {
+    const char *name;
+    int (*run)(struct cli *cli);
+    const char *synopsis;
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"topology", cmd_topology, "topology",
+     "Show the VM's vSMMUs (id, accel, pxb-pcie id and bus_nr, bound host SMMU), their root ports and\n"
+     "occupants, the other hotpluggable root ports and the iommufd objects, as discovered from QEMU.\n"
+     "Changes nothing. --json prints the stable object documented in docs/topology-json.md.\n"},
+    {"plan", cmd_plan, "plan DEV...",
+     "Show where each device would go (host SMMU, chosen vSMMU, root port, and why) and the exact QMP\n"
+     "commands attach would send. Changes nothing. Refusals exit 2 with the reason.\n"},
+    {"qmp", cmd_qmp, "qmp COMMAND [JSON-ARGS]",
+     "Send one QMP command and print QEMU's reply. JSON-ARGS is the \"arguments\" object, e.g.\n"
+     "  smmuctl --qmp /run/vm1.qmp qmp qom-list '{\"path\":\"/machine/peripheral\"}'\n"
+     "Exit 1 with QEMU's error class and desc when QEMU refuses the command.\n"},
+    {NULL, NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: smmuctl [GLOBAL OPTIONS] COMMAND [ARGS]\n"
+            "\n"
+            "Hot-plug VFIO PCI devices into a running QEMU, each behind the vSMMU (arm-smmuv3) that mirrors\n"
+            "its host SMMU, all-or-nothing and crash-safe.\n"
+            "\n"
+            "Commands:\n");
+    for (const struct command *c = commands; c->name; c++)
+        fprintf(f, "  %s\n", c->synopsis);
+    fprintf(f,
+            "\n"
+            "Global options:\n"
+            "  -q, --qmp ADDR        the VM's QMP monitor: PATH | unix:PATH | tcp:HOST:PORT (env SMMUCTL_QMP)\n"
+            "      --vm NAME         VM name (names the journal; default: derived from the QMP address)\n"
+            "      --state-dir DIR   journals and locks (default /run/smmuctl; env SMMUCTL_STATE_DIR)\n"
+            "      --sysfs DIR       host sysfs root (default /sys)\n"
+            "      --dev DIR         host /dev root used for fd passing (default /dev)\n"
+            "      --timeout SEC     per QMP command (default 10)\n"
+            "      --json            print exactly one JSON object on stdout (also on failure)\n"
+            "      --record FILE     append the whole QMP exchange to FILE (qmp-fixtures format)\n"
+            "  -v, --verbose         more diagnostics on stderr;  --quiet  fewer\n"
+            "  -h, --help            this help (smmuctl help COMMAND for one command)\n"
+            "  -V, --version         print the version\n"
+            "\n"
+            "DEV is a PCI address (0009:01:00.0, or 01:00.0 for domain 0000).\n"
+            "\n"
+            "Exit codes: 0 done; 1 failed, every change rolled back; 2 usage, bad input or refused plan\n"
+            "(nothing that changes QEMU was sent); 3 QEMU unreachable or protocol broken before any change;\n"
+            "4 incomplete (an unplug is pending or a rollback could not finish: see status/recover).\n");
+}
+
+static const struct command *find_command(const char *name)
+{
+    for (const struct command *c = commands; c->name; c++)
+        if (!strcmp(c->name, name))
+            return c;
+    return NULL;
+}
+
+static int command_help(const char *name)
+{
+    const struct command *c = find_command(name);
+    if (!c) {
+        fprintf(stderr, "smmuctl: unknown command '%s' (see smmuctl --help)\n", name);
+        return EXIT_USAGE;
+    }
+    printf("Usage: smmuctl [GLOBAL OPTIONS] %s\n\n%s", c->synopsis, c->help);
+    return EXIT_DONE;
+}
+
+enum {
+    OPT_VM = 1000, OPT_STATE_DIR, OPT_SYSFS, OPT_DEV, OPT_TIMEOUT, OPT_JSON, OPT_RECORD, OPT_QUIET,
+    OPT_FD_PASS, OPT_IOMMUFD, OPT_ID, OPT_ALLOW_MISMATCH, OPT_UNPLUG_TIMEOUT, OPT_NO_WAIT, OPT_LISTEN,
+};
+
+static const struct option long_opts[] = {
+    {"qmp", required_argument, NULL, 'q'},
+    {"server", required_argument, NULL, 'S'},
+    {"vm", required_argument, NULL, OPT_VM},
+    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+    {"sysfs", required_argument, NULL, OPT_SYSFS},
+    {"dev", required_argument, NULL, OPT_DEV},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"record", required_argument, NULL, OPT_RECORD},
+    {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {"fd-pass", no_argument, NULL, OPT_FD_PASS},
+    {"iommufd", required_argument, NULL, OPT_IOMMUFD},
+    {"id", required_argument, NULL, OPT_ID},
+    {"allow-mismatch", no_argument, NULL, OPT_ALLOW_MISMATCH},
+    {"unplug-timeout", required_argument, NULL, OPT_UNPLUG_TIMEOUT},
+    {"no-wait", no_argument, NULL, OPT_NO_WAIT},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {NULL, 0, NULL, 0},
+};
+
+/* Seconds as a positive decimal ("10", "0.5"); -1 if malformed. */
+static double parse_seconds(const char *s)
+{
+    char *end;
+    double v;
+    if (!s || !*s)
+        return -1;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || *end || v <= 0 || v > 86400)
+        return -1;
+    return v;
+}
+
+/* Which command may take which command option. */
+static int check_option_scope(struct cli *cli, int opt, const char *optname)
+{
+    static const struct { int opt; const char *cmds; } scope[] = {
+        {OPT_FD_PASS, " attach plan "}, {OPT_IOMMUFD, " attach plan "}, {OPT_ID, " attach plan "},
+        {OPT_ALLOW_MISMATCH, " attach plan "}, {OPT_UNPLUG_TIMEOUT, " detach "}, {OPT_NO_WAIT, " detach "},
+        {OPT_LISTEN, " serve "},
+    };
+    for (size_t i = 0; i < sizeof(scope) / sizeof(scope[0]); i++) {
+        if (scope[i].opt != opt)
+            continue;
+        char key[64];
+        snprintf(key, sizeof(key), " %s ", cli->command ? cli->command : "");
+        if (!strstr(scope[i].cmds, key))
+            return cli_usage_error(cli, cli->command, "option --%s is only valid with:%s", optname, scope[i].cmds);
+    }
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
-        printf("smmuctl %s\n", SMMUCTL_VERSION);
-        return 0;
+    struct cli cli = {0};
+    int opt, r;
+    struct { int opt; const char *name; } seen[64];
+    size_t nseen = 0;
+
+    signal(SIGPIPE, SIG_IGN);
+    cli.qmp_addr = getenv("SMMUCTL_QMP");
+    cli.server = getenv("SMMUCTL_SERVER");
+    cli.state_dir = getenv("SMMUCTL_STATE_DIR");
+    if (!cli.state_dir || !*cli.state_dir)
+        cli.state_dir = "/run/smmuctl";
+    cli.sysfs = "/sys";
+    cli.dev = "/dev";
+    cli.timeout_s = 10;
+    cli.unplug_timeout_s = 10;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":q:S:vhV", long_opts, NULL)) != -1) {
+        const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+        switch (opt) {
+        case 'q': cli.qmp_addr = optarg; break;
+        case 'S': cli.server = optarg; break;
+        case OPT_VM: cli.vm = optarg; break;
+        case OPT_STATE_DIR: cli.state_dir = optarg; break;
+        case OPT_SYSFS: cli.sysfs = optarg; break;
+        case OPT_DEV: cli.dev = optarg; break;
+        case OPT_TIMEOUT:
+            if ((cli.timeout_s = parse_seconds(optarg)) < 0)
+                return cli_usage_error(&cli, NULL, "--timeout: '%s' is not a positive number of seconds", optarg);
+            break;
+        case OPT_JSON: cli.json = true; break;
+        case OPT_RECORD: cli.record_path = optarg; break;
+        case 'v': cli.verbose++; break;
+        case OPT_QUIET: cli.verbose = -1; break;
+        case 'h':
+            usage(stdout);
+            return EXIT_DONE;
+        case 'V':
+            printf("smmuctl %s\n", SMMUCTL_VERSION);
+            return EXIT_DONE;
+        case OPT_FD_PASS: cli.fd_pass = true; break;
+        case OPT_IOMMUFD: cli.iommufd_id = optarg; break;
+        case OPT_ID: cli.device_id = optarg; break;
+        case OPT_ALLOW_MISMATCH: cli.allow_mismatch = true; break;
+        case OPT_UNPLUG_TIMEOUT:
+            if ((cli.unplug_timeout_s = parse_seconds(optarg)) < 0)
+                return cli_usage_error(&cli, NULL, "--unplug-timeout: '%s' is not a positive number of seconds",
+                                       optarg);
+            break;
+        case OPT_NO_WAIT: cli.no_wait = true; break;
+        case OPT_LISTEN: {
+            const char **nl = realloc(cli.listen, (cli.n_listen + 1) * sizeof(*nl));
+            if (!nl)
+                return EXIT_FAILED;
+            cli.listen = nl;
+            cli.listen[cli.n_listen++] = optarg;
+            break;
+        }
+        case ':':
+            return cli_usage_error(&cli, NULL, "option %s needs a value (see smmuctl --help)", name);
+        default:
+            return cli_usage_error(&cli, NULL, "unknown option '%s' (see smmuctl --help)", name);
+        }
+        if (opt >= OPT_FD_PASS && nseen < sizeof(seen) / sizeof(seen[0])) {
+            const char *n = name;
+            while (*n == '-')
+                n++;
+            seen[nseen].opt = opt;
+            seen[nseen++].name = n;
+        }
     }
-    fprintf(stderr, "smmuctl: no command yet\n");
-    return 2;
+    if (optind >= argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    cli.command = argv[optind];
+    cli.args = argv + optind + 1;
+    cli.nargs = argc - optind - 1;
+    if (!strcmp(cli.command, "help")) {
+        if (cli.nargs == 0) {
+            usage(stdout);
+            return EXIT_DONE;
+        }
+        return command_help(cli.args[0]);
+    }
+    const struct command *c = find_command(cli.command);
+    if (!c)
+        return cli_usage_error(&cli, NULL, "unknown command '%s' (see smmuctl --help)", cli.command);
+    for (size_t i = 0; i < nseen; i++) {
+        char nm[64];
+        snprintf(nm, sizeof(nm), "%s", seen[i].name);
+        char *eq = strchr(nm, '=');
+        if (eq)
+            *eq = 0;
+        if ((r = check_option_scope(&cli, seen[i].opt, nm)) != 0)
+            return r;
+    }
+    if (cli.record_path) {
+        cli.record = fopen(cli.record_path, "a");
+        if (!cli.record)
+            return cli_usage_error(&cli, cli.command, "--record %s: %s", cli.record_path, strerror(errno));
+    }
+    cli.base = event_base_new();
+    if (!cli.base) {
+        fprintf(stderr, "smmuctl: cannot create the event loop\n");
+        return EXIT_FAILED;
+    }
+    r = c->run(&cli);
+    cli_disconnect(&cli);
+    event_base_free(cli.base);
+    if (cli.record)
+        fclose(cli.record);
+    free(cli.listen);
+    return r;
 }

@@ -1,0 +1,77 @@
+/* cli.h — shared state and helpers of the smmuctl command-line front-end. */
+#ifndef SMMUCTL_CLI_H
+#define SMMUCTL_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <jansson.h>
+#include <event2/event.h>
+
+#include "smmuctl/error.h"
+#include "smmuctl/qmp.h"
+
+/* Exit codes: a documented contract (README "Exit codes"). */
+enum {
+    EXIT_DONE = 0,        /* done */
+    EXIT_FAILED = 1,      /* failed, every change rolled back (QEMU is as before) */
+    EXIT_USAGE = 2,       /* usage, bad input or refused plan: nothing that changes QEMU was sent */
+    EXIT_UNREACHABLE = 3, /* QEMU unreachable or protocol broken before any change */
+    EXIT_INCOMPLETE = 4,  /* an unplug is pending or a rollback could not finish; see status/recover */
+};
+
+struct cli {
+    /* global options */
+    const char *qmp_addr;
+    const char *server;
+    const char *vm;
+    const char *state_dir;
+    const char *sysfs;
+    const char *dev;
+    double timeout_s;
+    bool json;
+    const char *record_path;
+    int verbose;          /* -1 quiet, 0 normal, 1+ verbose */
+    /* command options */
+    bool fd_pass, allow_mismatch, no_wait;
+    const char *iommufd_id, *device_id;
+    double unplug_timeout_s;
+    const char **listen; size_t n_listen;
+    /* command and its arguments */
+    const char *command;
+    char **args;
+    int nargs;
+    /* runtime */
+    struct event_base *base;
+    qmp_client *qmp;
+    FILE *record;
+};
+
+/* Connect to --qmp (or SMMUCTL_QMP). On failure prints the error (text or --json) and returns the exit code
+ * to use (3); 0 on success. */
+int cli_connect(struct cli *cli, const char *command);
+void cli_disconnect(struct cli *cli);
+
+/* Print an error for a person (stderr) or as the --json object {"ok":false,"command":…,"error":{…}} on
+ * stdout; returns exit_code. `extra` (stolen, may be NULL) is merged into the JSON object. */
+int cli_fail(struct cli *cli, const char *command, int exit_code, const struct smmu_error *e, json_t *extra);
+/* Usage error: message on stderr (and --json object), exit code 2. */
+int cli_usage_error(struct cli *cli, const char *command, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Print a JSON value to stdout: compact one line with --json, indented otherwise. Steals obj. */
+void cli_print_json(struct cli *cli, json_t *obj);
+/* Diagnostics on stderr unless --quiet (info) / only with --verbose (debug). */
+void cli_info(struct cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_debug(struct cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The JSON error member for e: {"code":"ETIMEDOUT","class":…,"desc":…,"step":…,"message":…}. */
+json_t *cli_error_json(const struct smmu_error *e);
+int cli_timeout_ms(const struct cli *cli);
+
+/* Commands: each returns an exit code. */
+int cmd_qmp(struct cli *cli);
+int cmd_topology(struct cli *cli);
+int cmd_plan(struct cli *cli);
+int cmd_attach(struct cli *cli);
+int cmd_detach(struct cli *cli);
+int cmd_status(struct cli *cli);
+int cmd_recover(struct cli *cli);
+
+#endif
