@@ -31,13 +31,13 @@ static unsigned bdf_hexval(const char *p, size_t n)
     return v;
 }
 
-/* One field: exactly `digits` hex digits with value ≤ max, else an error naming the field. */
+/* One field [p, p+n): exactly `digits` hex digits with value ≤ max, else an error naming the field. */
 static int bdf_field(const char *in, const char *name, const char *p, size_t n, size_t digits, unsigned max,
                      const char *range, unsigned *val, struct smmu_error *err)
 {
     if (n == 0)
         return smmu_error_set(err, -EINVAL, "'%s': missing %s (%s)", in, name, BDF_FORMS);
-    if (n != digits || bdf_hexval(p, n) > max)
+    if (n != digits || bdf_hexrun(p) < n || bdf_hexval(p, n) > max)
         return smmu_error_set(err, -EINVAL, "'%s': bad %s '%.*s' (%s)", in, name, (int)n, p, range);
     *val = bdf_hexval(p, n);
     return 0;
@@ -46,41 +46,35 @@ static int bdf_field(const char *in, const char *name, const char *p, size_t n, 
 int smmu_bdf_parse(const char *in, char out[SMMU_BDF_LEN + 1], struct smmu_error *err)
 {
     unsigned dom = 0, bus, slot, fn;
-    const char *p, *q, *bus_p, *slot_p;
-    size_t n1, n2, bus_n, slot_n, fn_n;
+    const char *p, *colon;
+    size_t n;
     int r;
 
     if (!in || !*in)
         return smmu_error_set(err, -EINVAL, "empty PCI address (%s)", BDF_FORMS);
-    p = in;
-    n1 = bdf_hexrun(p);
-    if (p[n1] != ':')
+    if (!(colon = strchr(in, ':')))
         return smmu_error_set(err, -EINVAL, "'%s': not a PCI address (%s)", in, BDF_FORMS);
-    q = p + n1 + 1;
-    n2 = bdf_hexrun(q);
-    if (q[n2] == ':') { /* dddd:bb:ss.f */
-        if ((r = bdf_field(in, "domain", p, n1, 4, 0xffff, "4 hex digits", &dom, err)) < 0)
+    p = in;
+    if (strchr(colon + 1, ':')) { /* dddd:bb:ss.f */
+        if ((r = bdf_field(in, "domain", p, (size_t)(colon - p), 4, 0xffff, "4 hex digits", &dom, err)) < 0)
             return r;
-        bus_p = q, bus_n = n2;
-        slot_p = q + n2 + 1;
-    } else { /* bb:ss.f, domain 0000 */
-        bus_p = p, bus_n = n1;
-        slot_p = q;
-    }
-    if ((r = bdf_field(in, "bus", bus_p, bus_n, 2, 0xff, "2 hex digits, 00-ff", &bus, err)) < 0)
+        p = colon + 1;
+        colon = strchr(p, ':');
+    } /* else bb:ss.f, domain 0000 */
+    if ((r = bdf_field(in, "bus", p, (size_t)(colon - p), 2, 0xff, "2 hex digits, 00-ff", &bus, err)) < 0)
         return r;
-    slot_n = bdf_hexrun(slot_p);
-    if ((r = bdf_field(in, "slot", slot_p, slot_n, 2, 0x1f, "2 hex digits, 00-1f", &slot, err)) < 0)
+    p = colon + 1;
+    n = strcspn(p, ".");
+    if ((r = bdf_field(in, "slot", p, n, 2, 0x1f, "2 hex digits, 00-1f", &slot, err)) < 0)
         return r;
-    p = slot_p + slot_n;
-    if (*p != '.')
+    if (p[n] != '.')
         return smmu_error_set(err, -EINVAL, "'%s': expected '.' and a function (0-7) after slot '%.*s'", in,
-                              (int)slot_n, slot_p);
-    p++;
-    fn_n = bdf_hexrun(p);
-    if ((r = bdf_field(in, "function", p, fn_n, 1, 7, "0-7", &fn, err)) < 0)
+                              (int)n, p);
+    p += n + 1;
+    n = bdf_hexrun(p);
+    if ((r = bdf_field(in, "function", p, n, 1, 7, "0-7", &fn, err)) < 0)
         return r;
-    p += fn_n;
+    p += n;
     if (*p)
         return smmu_error_set(err, -EINVAL, "'%s': trailing junk '%s' after the function", in, p);
     snprintf(out, SMMU_BDF_LEN + 1, "%04x:%02x:%02x.%x", dom, bus, slot, fn);
