@@ -76,8 +76,13 @@ struct smmu_plan {
  * by topology vfio devices with a known host (their host SMMUs are given by host_of_vfio: facts of the
  * vfio devices' hosts, may be NULL/0). attached: BDFs already attached to this VM (vfio `host`s and journal
  * devices). booked: root port ids held by in-flight transactions.
+ * A vSMMU's topology `bound_smmu` counts as a binding too; unknown vSMMU ids in `bindings` are ignored.
+ * Placement rules and the JSON form: docs/plan-json.md. A vSMMU bound to the device's SMMU but full gives
+ * way to an unbound one (which then becomes bound too).
  * Returns 0 and *out (free with smmu_plan_free), or a negative errno with err->message saying why:
- * -EINVAL (duplicate / already attached / bad --id), -ENODEV / -EBUSY (host facts), -ENOSPC (no place). */
+ * -EINVAL (duplicate / already attached / bad --id or --iommufd / conflicting bindings), -ENODEV / -EBUSY
+ * (host facts, from smmu_host_check), -ENOSPC (no place: names every vSMMU and its state). On failure *out
+ * is NULL: a request is planned whole or not at all. */
 int smmu_plan_attach(const struct smmu_topology *topo,
                      const struct smmu_host_dev *hosts, size_t n,
                      const struct smmu_host_dev *host_of_vfio, size_t n_host_of_vfio,

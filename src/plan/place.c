@@ -24,7 +24,7 @@ static int place_bind(struct plan_ctx *c, size_t v, const char *smmu, const char
     }
     if (!strcmp(c->bound[v], smmu))
         return 0;
-    return smmu_error_set(err, -EINVAL, "vSMMU %s has conflicting bindings: %s (from %s) and %s (from %s)",
+    return smmu_error_set(err, -EINVAL, "vSMMU %s has conflicting bindings: %s (%s) and %s (%s)",
                           place_vsmmu_name(&c->topo->vsmmus[v]), c->bound[v], c->bound_why[v], smmu, why);
 }
 
@@ -71,7 +71,7 @@ int plan_ctx_init(struct plan_ctx *c, const struct smmu_topology *topo, bool all
     }
 
     for (size_t v = 0; v < nv; v++) {
-        rc = place_bind(c, v, topo->vsmmus[v].bound_smmu, "the discovered topology", err);
+        rc = place_bind(c, v, topo->vsmmus[v].bound_smmu, "by the discovered topology", err);
         if (rc < 0)
             goto fail;
     }
@@ -87,7 +87,7 @@ int plan_ctx_init(struct plan_ctx *c, const struct smmu_topology *topo, bool all
         h = place_find_host(host_of_vfio, n_host_of_vfio, d->host);
         if (!h)
             continue;
-        snprintf(why, sizeof(why), "vfio-pci %s (%s)", d->id[0] ? d->id : d->path, d->host);
+        snprintf(why, sizeof(why), "by vfio-pci %s (host %s)", d->id[0] ? d->id : d->path, d->host);
         rc = place_bind(c, (size_t)v, h->smmu, why, err);
         if (rc < 0)
             goto fail;
@@ -96,7 +96,7 @@ int plan_ctx_init(struct plan_ctx *c, const struct smmu_topology *topo, bool all
         int v = smmu_topology_find_vsmmu(topo, bindings[i].vsmmu_id);
         if (v < 0)
             continue;
-        rc = place_bind(c, (size_t)v, bindings[i].host_smmu, "the journal", err);
+        rc = place_bind(c, (size_t)v, bindings[i].host_smmu, "by the journal", err);
         if (rc < 0)
             goto fail;
     }
@@ -262,7 +262,7 @@ int plan_place_one(struct plan_ctx *c, const struct smmu_host_dev *dev, struct s
             continue;
         }
         place_fill(c, dev, (int)v, port, pl);
-        snprintf(pl->reason, sizeof(pl->reason), "vSMMU %s already bound to %s (%s)",
+        snprintf(pl->reason, sizeof(pl->reason), "vSMMU %s already bound to %s %s",
                  place_vsmmu_name(&t->vsmmus[v]), smmu, c->bound_why[v]);
         return 0;
     }
@@ -299,7 +299,7 @@ int plan_place_one(struct plan_ctx *c, const struct smmu_host_dev *dev, struct s
         else
             memcpy(pl->reason, reason, sizeof(reason));
         snprintf(c->bound[pick], sizeof(c->bound[pick]), "%s", smmu);
-        snprintf(c->bound_why[pick], sizeof(c->bound_why[pick]), "this request (%s)", dev->bdf);
+        snprintf(c->bound_why[pick], sizeof(c->bound_why[pick]), "by %s in this request", dev->bdf);
         struct smmu_binding *b = &c->new_bindings[c->n_new_bindings++];
         snprintf(b->vsmmu_id, sizeof(b->vsmmu_id), "%s", t->vsmmus[pick].id);
         snprintf(b->host_smmu, sizeof(b->host_smmu), "%s", smmu);
