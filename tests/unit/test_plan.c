@@ -100,6 +100,11 @@ static const struct tb_topo T_NUMA = {
     .ports = {{"rp1a", "smmuv3.1", 1, 1}, {"rp2a", "smmuv3.2", 2, 1}, {"rp3a", "smmuv3.3", 3, 1},
               {"rp4a", "smmuv3.4", 4, 1, false, "nic4", "e1000e"}},
 };
+/* NUMA with room: smmuv3.1 on node 0 (two ports), smmuv3.2 on node 1. */
+static const struct tb_topo T_NUMA2 = {
+    .vs = {VS("smmuv3.1", 0, false, 0, NULL), VS("smmuv3.2", 1, false, 1, NULL)},
+    .ports = {{"rp1a", "smmuv3.1", 1, 1}, {"rp1b", "smmuv3.1", 2, 1}, {"rp2a", "smmuv3.2", 3, 1}},
+};
 /* Ports that must be skipped on a vSMMU: anonymous, not hotpluggable (both lower chassis than rp1z). */
 static const struct tb_topo T_SKIP = {
     .vs = {VS("smmuv3.1", 0, false, -1, NULL)},
@@ -389,6 +394,13 @@ static const struct plan_case cases[] = {
      .pl = {{"smmuv3.2", "rp2a"}, {"smmuv3.1", "rp1a", NULL, false, "lowest identifier"}}},
     {.name = "NUMA: a bound vSMMU beats a NUMA match",
      .topo = &T_NUMA, DEVS(DEV(A, S1, 1)), BINDINGS({"smmuv3.3", S1}), .pl = {{"smmuv3.3", "rp3a"}}},
+    {.name = "NUMA: a device shares its SMMU's vSMMU bound earlier in the request, whatever its node",
+     .topo = &T_NUMA2, DEVS(DEV(A, S1, 0), DEV(B, S1, 1), DEV(C, S2, 1)),
+     .pl = {{"smmuv3.1", "rp1a", NULL, false, "NUMA node 0"}, {"smmuv3.1", "rp1b", NULL, false, "already bound"},
+            {"smmuv3.2", "rp2a", NULL, false, "NUMA node 1"}},
+     .new_bindings = "smmuv3.1=" S1 " smmuv3.2=" S2},
+    {.name = "device without PCI address",
+     .topo = &T_TWO, DEVS(DEV("", S1, -1)), .rc = -EINVAL, .msg = {"no PCI address"}},
     /* ---- root ports ---- */
     {.name = "anonymous and non-hotpluggable ports on a vSMMU are skipped",
      .topo = &T_SKIP, DEVS(DEV(A, S1, -1)), .pl = {{"smmuv3.1", "rp1z"}}},
