@@ -1,0 +1,57 @@
+/* smmuctl/journal.h — the per-VM write-ahead journal (DESIGN §5).
+ *
+ * `<state-dir>/<vm>.json`, guarded by flock(`<state-dir>/<vm>.lock`) for as long as the journal is open, so
+ * two smmuctl processes on one VM serialize. Every save replaces the file atomically (write temp, fsync,
+ * rename, fsync dir). QEMU is the truth; the journal is intent: what smmuctl created, which vSMMU it bound to
+ * which host SMMU, which unplugs are pending, and the in-flight transaction with each step's state.
+ *
+ * Document (version 1):
+ * {"version":1,"vm":NAME,"qmp":CANONICAL-ADDR,
+ *  "iommufd":{"id":"iommufd0","owned":true}|null,            owned = created by smmuctl (deleted by it)
+ *  "devices":[{"id","bdf","host_smmu","vsmmu","port","fd_pass","state":"attached"|"unplug-pending"}],
+ *  "txn":null|{"op":"attach"|"detach","pid":N,"started":ISO8601,
+ *              "steps":[{"kind":"getfd"|"object-add"|"device_add"|"device_del"|"object-del"|"closefd",
+ *                        "name","bdf","port","vsmmu","host_smmu","fd_path","args",
+ *                        "state":"planned"|"sent"|"done"|"failed"|"undone"|"pending"}]}}
+ */
+#ifndef SMMUCTL_JOURNAL_H
+#define SMMUCTL_JOURNAL_H
+
+#include <jansson.h>
+#include "smmuctl/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct smmu_journal smmu_journal;
+
+/* A VM name usable as a file name: [A-Za-z0-9._-], 1..100 chars, not starting with '.'. */
+int smmu_journal_check_name(const char *vm, struct smmu_error *err);
+/* Derive the VM name from a canonical QMP address ("unix:/run/vm1.qmp" → "run_vm1.qmp"). */
+void smmu_journal_name_from_addr(const char *canonical, char *out, size_t len);
+
+/* Create state_dir if needed (0700), take the lock (waiting up to wait_ms; -EBUSY after that, naming the
+ * holder's pid when known) and load the journal (a missing file is an empty journal). A corrupt journal
+ * is -EPROTO naming the file, and is never overwritten. */
+int smmu_journal_open(const char *state_dir, const char *vm, const char *qmp_canonical, int wait_ms,
+                      smmu_journal **out, struct smmu_error *err);
+/* Release the lock and free. Does not save. */
+void smmu_journal_close(smmu_journal *j);
+
+/* The document (borrowed; mutate it, then save). */
+json_t *smmu_journal_doc(smmu_journal *j);
+const char *smmu_journal_path(const smmu_journal *j);
+/* Atomically replace the file with the document. */
+int smmu_journal_save(smmu_journal *j, struct smmu_error *err);
+
+/* Convenience accessors on the document. */
+json_t *smmu_journal_devices(smmu_journal *j);     /* the "devices" array (created if missing) */
+json_t *smmu_journal_txn(smmu_journal *j);         /* the open transaction or NULL */
+json_t *smmu_journal_find_device(smmu_journal *j, const char *id_or_bdf); /* by id or bdf, or NULL */
+void smmu_journal_remove_device(smmu_journal *j, const char *id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

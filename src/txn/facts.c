@@ -1,0 +1,138 @@
+/* facts.c — discovery completed with sysfs facts and the journal; planning a request from them. */
+#include "smmuctl/txn.h"
+#include "smmuctl/vm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int facts_push_str(char ***arr, size_t *n, const char *s)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp((*arr)[i], s))
+            return 0;
+    char **na = realloc(*arr, (*n + 1) * sizeof(char *));
+    if (!na)
+        return -ENOMEM;
+    *arr = na;
+    if (!(na[*n] = strdup(s)))
+        return -ENOMEM;
+    (*n)++;
+    return 0;
+}
+
+static void facts_warn(struct smmu_facts *f, const char *msg)
+{
+    size_t l = strlen(f->warnings);
+    snprintf(f->warnings + l, sizeof(f->warnings) - l, "%s%s", l ? "; " : "", msg);
+}
+
+static void facts_bind(struct smmu_facts *f, int v, const char *smmu)
+{
+    if (v < 0 || (size_t)v >= f->topo.n_vsmmus || !smmu || !*smmu)
+        return;
+    if (!f->topo.vsmmus[v].bound_smmu[0])
+        snprintf(f->topo.vsmmus[v].bound_smmu, sizeof(f->topo.vsmmus[v].bound_smmu), "%s", smmu);
+}
+
+int smmu_facts_gather(qmp_client *c, const char *sysfs_root, smmu_journal *j, struct smmu_facts *f,
+                      struct smmu_error *err)
+{
+    int r;
+    memset(f, 0, sizeof(*f));
+    if ((r = smmu_vm_discover(c, &f->topo, err)) < 0)
+        return r;
+    f->vfio_hosts = calloc(f->topo.n_vfio ? f->topo.n_vfio : 1, sizeof(*f->vfio_hosts));
+    if (!f->vfio_hosts) {
+        smmu_facts_free(f);
+        return smmu_error_set(err, -ENOMEM, "out of memory");
+    }
+    /* vfio-pci devices in the VM: their host SMMU binds their vSMMU */
+    for (size_t i = 0; i < f->topo.n_vfio; i++) {
+        const struct smmu_vfio_dev *d = &f->topo.vfio[i];
+        struct smmu_error e = SMMU_ERROR_INIT;
+        if (!d->host[0])
+            continue;
+        if (facts_push_str(&f->attached, &f->n_attached, d->host) < 0)
+            goto oom;
+        if (smmu_host_read(sysfs_root, d->host, &f->vfio_hosts[f->n_vfio_hosts], &e) < 0) {
+            char w[600];
+            snprintf(w, sizeof(w), "vfio-pci %s: host %s not readable in sysfs (%s)", d->id, d->host, e.message);
+            facts_warn(f, w);
+            continue;
+        }
+        if (d->rootport >= 0)
+            facts_bind(f, f->topo.ports[d->rootport].vsmmu, f->vfio_hosts[f->n_vfio_hosts].smmu);
+        f->n_vfio_hosts++;
+    }
+    if (j) {
+        size_t i;
+        json_t *d, *txn, *s;
+        json_array_foreach(smmu_journal_devices(j), i, d) {
+            const char *bdf = json_string_value(json_object_get(d, "bdf"));
+            const char *vs = json_string_value(json_object_get(d, "vsmmu"));
+            const char *hs = json_string_value(json_object_get(d, "host_smmu"));
+            if (bdf && facts_push_str(&f->attached, &f->n_attached, bdf) < 0)
+                goto oom;
+            if (vs && *vs && hs && *hs) {
+                struct smmu_binding *nb = realloc(f->bindings, (f->n_bindings + 1) * sizeof(*nb));
+                if (!nb)
+                    goto oom;
+                f->bindings = nb;
+                snprintf(nb[f->n_bindings].vsmmu_id, sizeof(nb->vsmmu_id), "%s", vs);
+                snprintf(nb[f->n_bindings].host_smmu, sizeof(nb->host_smmu), "%s", hs);
+                f->n_bindings++;
+                facts_bind(f, smmu_topology_find_vsmmu(&f->topo, vs), hs);
+            }
+        }
+        txn = smmu_journal_txn(j);
+        json_array_foreach(json_object_get(txn, "steps"), i, s) {
+            const char *port = json_string_value(json_object_get(s, "port"));
+            if (port && *port && facts_push_str(&f->booked, &f->n_booked, port) < 0)
+                goto oom;
+        }
+    }
+    return 0;
+oom:
+    smmu_facts_free(f);
+    return smmu_error_set(err, -ENOMEM, "out of memory");
+}
+
+void smmu_facts_free(struct smmu_facts *f)
+{
+    smmu_topology_free(&f->topo);
+    free(f->vfio_hosts);
+    free(f->bindings);
+    for (size_t i = 0; i < f->n_attached; i++)
+        free(f->attached[i]);
+    free(f->attached);
+    for (size_t i = 0; i < f->n_booked; i++)
+        free(f->booked[i]);
+    free(f->booked);
+    memset(f, 0, sizeof(*f));
+}
+
+int smmu_facts_plan(const struct smmu_facts *f, const char *sysfs_root, const char *const *devs, size_t n,
+                    const struct smmu_plan_opts *opts, struct smmu_plan **out, struct smmu_error *err)
+{
+    struct smmu_host_dev *hosts;
+    int r = 0;
+    if (n == 0)
+        return smmu_error_set(err, -EINVAL, "no device given");
+    hosts = calloc(n, sizeof(*hosts));
+    if (!hosts)
+        return smmu_error_set(err, -ENOMEM, "out of memory");
+    for (size_t i = 0; i < n && r == 0; i++) {
+        char bdf[SMMU_BDF_LEN + 1];
+        if ((r = smmu_bdf_parse(devs[i], bdf, err)) < 0)
+            break;
+        r = smmu_host_read(sysfs_root, bdf, &hosts[i], err);
+    }
+    if (r == 0)
+        r = smmu_plan_attach(&f->topo, hosts, n, f->vfio_hosts, f->n_vfio_hosts, f->bindings, f->n_bindings,
+                             (const char *const *)f->attached, f->n_attached, (const char *const *)f->booked,
+                             f->n_booked, opts, out, err);
+    free(hosts);
+    return r;
+}

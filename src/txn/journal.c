@@ -1,0 +1,264 @@
+/* journal.c — per-VM journal file: flock, atomic replace, JSON document. See include/smmuctl/journal.h. */
+#define _GNU_SOURCE
+#include "smmuctl/journal.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct smmu_journal {
+    char dir[4096];
+    char path[4096];
+    char lock_path[4096];
+    int lock_fd;
+    json_t *doc;
+};
+
+int smmu_journal_check_name(const char *vm, struct smmu_error *err)
+{
+    size_t n = vm ? strlen(vm) : 0;
+    if (n == 0 || n > 100)
+        return smmu_error_set(err, -EINVAL, "VM name '%s' must be 1 to 100 characters", vm ? vm : "");
+    if (vm[0] == '.')
+        return smmu_error_set(err, -EINVAL, "VM name '%s' must not start with '.'", vm);
+    for (size_t i = 0; i < n; i++) {
+        char c = vm[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '_' || c == '-'))
+            return smmu_error_set(err, -EINVAL, "VM name '%s': character '%c' at position %zu is not allowed "
+                                  "(use letters, digits, '.', '_' and '-')", vm, c, i + 1);
+    }
+    return 0;
+}
+
+void smmu_journal_name_from_addr(const char *canonical, char *out, size_t len)
+{
+    const char *s = canonical;
+    size_t o = 0;
+    if (!strncmp(s, "unix:", 5))
+        s += 5;
+    while (*s == '/')
+        s++;
+    for (; *s && o + 1 < len && o < 100; s++) {
+        char c = *s;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                  c == '-';
+        out[o++] = ok ? c : '_';
+    }
+    if (o == 0 && len > 1)
+        out[o++] = 'v';
+    if (out[0] == '.')
+        out[0] = '_';
+    out[o] = 0;
+}
+
+static int journal_mkdir_p(const char *dir, struct smmu_error *err)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+            return smmu_error_set(err, -errno, "cannot create state directory %s: %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+        return smmu_error_set(err, -errno, "cannot create state directory %s: %s", tmp, strerror(errno));
+    return 0;
+}
+
+static int journal_lock(smmu_journal *j, int wait_ms, struct smmu_error *err)
+{
+    struct timespec start, now;
+    j->lock_fd = open(j->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (j->lock_fd < 0)
+        return smmu_error_set(err, -errno, "cannot open lock file %s: %s", j->lock_path, strerror(errno));
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        if (flock(j->lock_fd, LOCK_EX | LOCK_NB) == 0)
+            break;
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return smmu_error_set(err, -errno, "cannot lock %s: %s", j->lock_path, strerror(errno));
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (elapsed >= wait_ms) {
+            char holder[32] = "";
+            ssize_t n = pread(j->lock_fd, holder, sizeof(holder) - 1, 0);
+            holder[n > 0 ? n : 0] = 0;
+            holder[strcspn(holder, "\n")] = 0;
+            return smmu_error_set(err, -EBUSY, "another smmuctl%s%s%s is working on this VM (lock %s held for "
+                                  "over %d ms)", holder[0] ? " (pid " : "", holder, holder[0] ? ")" : "",
+                                  j->lock_path, wait_ms);
+        }
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    /* Note our pid in the lock file, for the message of whoever waits behind us. */
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(j->lock_fd, 0) == 0 && pwrite(j->lock_fd, pid, (size_t)n, 0) < 0)
+        (void)0;
+    return 0;
+}
+
+int smmu_journal_open(const char *state_dir, const char *vm, const char *qmp_canonical, int wait_ms,
+                      smmu_journal **out, struct smmu_error *err)
+{
+    smmu_journal *j;
+    int r;
+    if ((r = smmu_journal_check_name(vm, err)) < 0)
+        return r;
+    j = calloc(1, sizeof(*j));
+    if (!j)
+        return -ENOMEM;
+    j->lock_fd = -1;
+    snprintf(j->dir, sizeof(j->dir), "%s", state_dir);
+    snprintf(j->path, sizeof(j->path), "%s/%s.json", state_dir, vm);
+    snprintf(j->lock_path, sizeof(j->lock_path), "%s/%s.lock", state_dir, vm);
+    if ((r = journal_mkdir_p(state_dir, err)) < 0 || (r = journal_lock(j, wait_ms, err)) < 0) {
+        smmu_journal_close(j);
+        return r;
+    }
+    FILE *f = fopen(j->path, "r");
+    if (f) {
+        json_error_t je;
+        j->doc = json_loadf(f, 0, &je);
+        fclose(f);
+        if (!j->doc || !json_is_object(j->doc) || json_integer_value(json_object_get(j->doc, "version")) != 1) {
+            r = smmu_error_set(err, -EPROTO, "journal %s is corrupt (%s%s%d); it was left untouched: move it "
+                               "away after checking the VM by hand", j->path, j->doc ? "not a version 1 journal"
+                               : je.text, j->doc ? "" : " at line ", j->doc ? 0 : je.line);
+            smmu_journal_close(j);
+            return r;
+        }
+    } else if (errno != ENOENT) {
+        r = smmu_error_set(err, -errno, "cannot read journal %s: %s", j->path, strerror(errno));
+        smmu_journal_close(j);
+        return r;
+    } else {
+        j->doc = json_pack("{s:i,s:s,s:s,s:n,s:[],s:n}", "version", 1, "vm", vm, "qmp",
+                           qmp_canonical ? qmp_canonical : "", "iommufd", "devices", "txn");
+    }
+    *out = j;
+    return 0;
+}
+
+void smmu_journal_close(smmu_journal *j)
+{
+    if (!j)
+        return;
+    if (j->lock_fd >= 0)
+        close(j->lock_fd); /* releases the flock */
+    json_decref(j->doc);
+    free(j);
+}
+
+json_t *smmu_journal_doc(smmu_journal *j)
+{
+    return j->doc;
+}
+
+const char *smmu_journal_path(const smmu_journal *j)
+{
+    return j->path;
+}
+
+int smmu_journal_save(smmu_journal *j, struct smmu_error *err)
+{
+    char tmp[4200];
+    int fd, dfd;
+    char *text = json_dumps(j->doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    size_t len, off = 0;
+    if (!text)
+        return smmu_error_set(err, -ENOMEM, "journal: out of memory");
+    len = strlen(text);
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", j->path, (int)getpid());
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        free(text);
+        return smmu_error_set(err, -errno, "cannot write journal %s: %s", tmp, strerror(errno));
+    }
+    while (off < len) {
+        ssize_t n = write(fd, text + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            free(text);
+            return smmu_error_set(err, -e, "cannot write journal %s: %s", tmp, strerror(e));
+        }
+        off += (size_t)n;
+    }
+    free(text);
+    if (write(fd, "\n", 1) != 1 || fsync(fd) < 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return smmu_error_set(err, -e, "cannot sync journal %s: %s", tmp, strerror(e));
+    }
+    close(fd);
+    if (rename(tmp, j->path) < 0) {
+        int e = errno;
+        unlink(tmp);
+        return smmu_error_set(err, -e, "cannot replace journal %s: %s", j->path, strerror(e));
+    }
+    dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+json_t *smmu_journal_devices(smmu_journal *j)
+{
+    json_t *d = json_object_get(j->doc, "devices");
+    if (!json_is_array(d)) {
+        json_object_set_new(j->doc, "devices", json_array());
+        d = json_object_get(j->doc, "devices");
+    }
+    return d;
+}
+
+json_t *smmu_journal_txn(smmu_journal *j)
+{
+    json_t *t = json_object_get(j->doc, "txn");
+    return json_is_object(t) ? t : NULL;
+}
+
+json_t *smmu_journal_find_device(smmu_journal *j, const char *key)
+{
+    size_t i;
+    json_t *d;
+    json_array_foreach(smmu_journal_devices(j), i, d) {
+        const char *id = json_string_value(json_object_get(d, "id"));
+        const char *bdf = json_string_value(json_object_get(d, "bdf"));
+        if ((id && !strcmp(id, key)) || (bdf && !strcmp(bdf, key)))
+            return d;
+    }
+    return NULL;
+}
+
+void smmu_journal_remove_device(smmu_journal *j, const char *id)
+{
+    json_t *devs = smmu_journal_devices(j), *d;
+    size_t i;
+    json_array_foreach(devs, i, d) {
+        const char *did = json_string_value(json_object_get(d, "id"));
+        if (did && !strcmp(did, id)) {
+            json_array_remove(devs, i);
+            return;
+        }
+    }
+}
