@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int cli_timeout_ms(const struct cli *cli)
 {
@@ -133,4 +134,43 @@ void cli_disconnect(struct cli *cli)
         qmp_client_free(cli->qmp);
         cli->qmp = NULL;
     }
+}
+
+int cli_vm_name(struct cli *cli, const char *command, char *out, size_t len)
+{
+    struct smmu_error e = SMMU_ERROR_INIT;
+    if (cli->vm) {
+        if (smmu_journal_check_name(cli->vm, &e) < 0)
+            return cli_fail(cli, command, EXIT_USAGE, &e, NULL);
+        snprintf(out, len, "%s", cli->vm);
+        return 0;
+    }
+    struct qmp_addr a;
+    char canon[512];
+    if (!cli->qmp_addr || qmp_addr_parse(cli->qmp_addr, &a, &e) < 0 || qmp_addr_canonical(&a, canon, sizeof(canon)) < 0)
+        return cli_usage_error(cli, command, "cannot derive a VM name: give --vm NAME or a valid --qmp address");
+    smmu_journal_name_from_addr(canon, out, len);
+    return 0;
+}
+
+int cli_open_journal(struct cli *cli, const char *command, bool must_exist, smmu_journal **out)
+{
+    struct smmu_error e = SMMU_ERROR_INIT;
+    char vm[128], path[4096], canon[512] = "";
+    struct qmp_addr a;
+    int r;
+    *out = NULL;
+    if ((r = cli_vm_name(cli, command, vm, sizeof(vm))) != 0)
+        return r;
+    if (cli->qmp_addr && qmp_addr_parse(cli->qmp_addr, &a, NULL) == 0)
+        qmp_addr_canonical(&a, canon, sizeof(canon));
+    if (must_exist) {
+        snprintf(path, sizeof(path), "%s/%s.json", cli->state_dir, vm);
+        if (access(path, F_OK) != 0)
+            return 0;
+    }
+    r = smmu_journal_open(cli->state_dir, vm, canon, 60000, out, &e);
+    if (r < 0)
+        return cli_fail(cli, command, r == -EBUSY ? EXIT_USAGE : EXIT_FAILED, &e, NULL);
+    return 0;
 }

@@ -8,6 +8,7 @@
 #include <event2/event.h>
 
 #include "smmuctl/error.h"
+#include "smmuctl/journal.h"
 #include "smmuctl/qmp.h"
 
 /* Exit codes: a documented contract (README "Exit codes"). */
@@ -64,6 +65,12 @@ void cli_debug(struct cli *cli, const char *fmt, ...) __attribute__((format(prin
 /* The JSON error member for e: {"code":"ETIMEDOUT","class":…,"desc":…,"step":…,"message":…}. */
 json_t *cli_error_json(const struct smmu_error *e);
 int cli_timeout_ms(const struct cli *cli);
+
+/* The VM name: --vm, or derived from the canonical QMP address. 0 or an exit code (usage error printed). */
+int cli_vm_name(struct cli *cli, const char *command, char *out, size_t len);
+/* Open (and lock) the VM's journal under --state-dir. With must_exist and no journal file, *out = NULL
+ * and 0 is returned (read-only commands do not create state). Errors are printed; returns an exit code. */
+int cli_open_journal(struct cli *cli, const char *command, bool must_exist, smmu_journal **out);
 
 /* Commands: each returns an exit code. */
 int cmd_qmp(struct cli *cli);
