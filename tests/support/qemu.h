@@ -19,8 +19,10 @@ struct smmu_qemu;
 /* Start QEMU for `arch` ("aarch64" → -M virt, "x86_64" → -M q35) with `args` (NULL-terminated extra
  * arguments, may be NULL) appended after the helper's own:
  *   -nodefaults -display none -S -qmp unix:<tmp>/qmp.sock,server=on,wait=off -M <machine>
- * stdout/stderr go to <tmp>/qemu.log. Returns once a raw client connected and read the greeting line
- * `{"QMP": …}` (then disconnected, so the socket is free for the test's client), bounded by ~10 s.
+ * stdout/stderr go to <tmp>/qemu.log. Returns once a raw client connected, read the greeting line
+ * `{"QMP": …}` and got a query-status reply (QEMU greets BEFORE it parses -device, so only a reply proves
+ * the command line was accepted), then disconnected, so the socket is free for the test's client; bounded
+ * by ~10 s.
  * Success: 0 and *out = a new handle the caller stops with smmu_qemu_stop().
  * Failure: negative errno, *out = NULL, no process left behind; the reason (with QEMU's log text) is
  * printed on stderr and kept in smmu_qemu_last_error(). -ENOENT when QEMU is not installed. */
