@@ -18,6 +18,14 @@
 #include <string.h>
 #include <libxml/parser.h>
 #include <libxml/xmlerror.h>
+#include <libxml/xmlversion.h>
+
+/* libxml2 2.12 made the structured handler take a const error. */
+#if LIBXML_VERSION >= 21200
+typedef const xmlError *xml_load_err_t;
+#else
+typedef xmlErrorPtr xml_load_err_t;
+#endif
 
 struct xml_load_state {
     int code;           /* first libxml2 error code, 0 = none */
@@ -27,7 +35,7 @@ struct xml_load_state {
     long doctype_line;
 };
 
-static void xml_load_record(struct xml_load_state *st, xmlErrorPtr e)
+static void xml_load_record(struct xml_load_state *st, xml_load_err_t e)
 {
     size_t n;
     if (!st || !e || e->level < XML_ERR_ERROR || st->code)
@@ -41,13 +49,13 @@ static void xml_load_record(struct xml_load_state *st, xmlErrorPtr e)
 }
 
 /* Parser-context errors: libxml2 passes ctxt->userData, which is the context itself. */
-static void xml_load_on_ctxt_error(void *user, xmlErrorPtr e)
+static void xml_load_on_ctxt_error(void *user, xml_load_err_t e)
 {
     xmlParserCtxtPtr ctxt = user;
     xml_load_record(ctxt ? ctxt->_private : NULL, e);
 }
 
-static void xml_load_on_thread_error(void *user, xmlErrorPtr e)
+static void xml_load_on_thread_error(void *user, xml_load_err_t e)
 {
     xml_load_record(user, e);
 }

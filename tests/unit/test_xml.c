@@ -249,7 +249,11 @@ static void test_libxml2_silent(void **state)
 
 /* A caller's own libxml2 error handlers are left as they were. */
 static int handler_calls;
+#if LIBXML_VERSION >= 21200
+static void my_handler(void *ctx, const xmlError *e)
+#else
 static void my_handler(void *ctx, xmlErrorPtr e)
+#endif
 {
     (void)ctx;
     (void)e;
