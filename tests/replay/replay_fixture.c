@@ -1,6 +1,7 @@
 /* replay_fixture.c — parse QMP transcript fixtures (format: qmp-fixtures/README.md). */
 #define _GNU_SOURCE
 #include "replay_fixture.h"
+#include "replay_match.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -171,7 +172,7 @@ static bool fx_blank(const char *s)
  * matched as JSON values: those are what the server can cut out of the byte stream without a line end. */
 static json_t *fx_expect_json(const char *text, size_t len)
 {
-    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    json_t *v = replay_json_load(text, len, JSON_DECODE_ANY, NULL);
     if (v && !json_is_object(v) && !json_is_array(v) && !json_is_string(v)) {
         json_decref(v);
         v = NULL;
@@ -318,10 +319,16 @@ static int fx_line(struct replay_fixture *f, size_t *cap, struct pending_mods *p
             it->text = strdup(body);
             if (!it->text)
                 return -ENOMEM;
-            it->json = json_loadb(body, it->len, JSON_ALLOW_NUL, &je);
+            it->json = replay_json_load(body, it->len, 0, &je);
+            if (it->json && !json_is_object(it->json)) {
+                snprintf(je.text, sizeof(je.text), "not an object");
+                je.column = 0;
+                json_decref(it->json);
+                it->json = NULL;
+            }
             if (!it->json)
                 return fx_err(err, name, line,
-                              "S: line is not a JSON object (%s at column %d); use !raw for malformed output",
+                              "S: line is not a JSON object (%s, column %d); use !raw for malformed output",
                               je.text, je.column + 3);
             return 0;
         }

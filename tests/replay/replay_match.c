@@ -1,6 +1,8 @@
 /* replay_match.c — message framing and comparison for the replay server. */
+#define _GNU_SOURCE
 #include "replay_match.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,4 +176,144 @@ char *replay_json_dump_qemu(json_t *msg)
 {
     /* Without JSON_COMPACT and without indentation jansson separates with ", " and ": ", like QEMU. */
     return json_dumps(msg, JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
+}
+
+json_t *replay_json_load(const char *text, size_t len, size_t flags, json_error_t *je)
+{
+    json_t *v = json_loadb(text, len, flags | JSON_ALLOW_NUL, je);
+    if (!v)
+        v = json_loadb(text, len, flags | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, NULL);
+    return v;
+}
+
+static size_t skip_blank(const char *t, size_t len, size_t i)
+{
+    while (i < len && blank(t[i]))
+        i++;
+    return i;
+}
+
+/* End of the JSON value starting at t[i] (no validation beyond framing). */
+static int value_end(const char *t, size_t len, size_t i, size_t *end)
+{
+    size_t e, j = i;
+    if (i >= len)
+        return -1;
+    if (replay_scan_json(t + i, len - i, &e) == 1) {
+        *end = i + e;
+        return 0;
+    }
+    if (t[i] == '{' || t[i] == '[' || t[i] == '"')
+        return -1;
+    while (j < len && t[j] != ',' && t[j] != '}' && t[j] != ']' && !blank(t[j]))
+        j++;
+    if (j == i)
+        return -1;
+    *end = j;
+    return 0;
+}
+
+struct member_span {
+    bool found;
+    size_t kstart, vstart, vend;   /* key's opening quote, value start, value end */
+    size_t prev_comma;             /* the comma before the member, or SIZE_MAX when it is the first */
+    size_t next_start;             /* start of the next member's key, or SIZE_MAX when it is the last */
+    size_t open, close;            /* positions of the object's braces */
+};
+
+static int find_member(const char *t, size_t len, const char *key, struct member_span *m)
+{
+    size_t i = skip_blank(t, len, 0), klen = strlen(key), comma = SIZE_MAX;
+    memset(m, 0, sizeof(*m));
+    if (i >= len || t[i] != '{')
+        return -1;
+    m->open = i;
+    i = skip_blank(t, len, i + 1);
+    if (i < len && t[i] == '}') {
+        m->close = i;
+        return 0;
+    }
+    for (;;) {
+        size_t kstart = i, kend, vstart, vend;
+        if (i >= len || t[i] != '"' || value_end(t, len, i, &kend) < 0)
+            return -1;
+        i = skip_blank(t, len, kend);
+        if (i >= len || t[i] != ':')
+            return -1;
+        vstart = skip_blank(t, len, i + 1);
+        if (value_end(t, len, vstart, &vend) < 0)
+            return -1;
+        i = skip_blank(t, len, vend);
+        bool is_key = kend - kstart == klen + 2 && !memcmp(t + kstart + 1, key, klen);
+        if (is_key) {
+            m->found = true;
+            m->kstart = kstart;
+            m->vstart = vstart;
+            m->vend = vend;
+            m->prev_comma = comma;
+            m->next_start = SIZE_MAX;
+        }
+        if (i < len && t[i] == ',') {
+            comma = i;
+            i = skip_blank(t, len, i + 1);
+            if (is_key)
+                m->next_start = i;
+            continue;
+        }
+        if (i < len && t[i] == '}') {
+            m->close = i;
+            return 0;
+        }
+        return -1;
+    }
+}
+
+/* text[0..a) + mid + text[b..len) */
+static char *splice(const char *t, size_t len, size_t a, size_t b, const char *mid)
+{
+    size_t ml = strlen(mid);
+    char *out = malloc(a + ml + (len - b) + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, t, a);
+    memcpy(out + a, mid, ml);
+    memcpy(out + a + ml, t + b, len - b);
+    out[a + ml + len - b] = '\0';
+    return out;
+}
+
+char *replay_splice_id(const char *text, size_t len, json_t *new_id)
+{
+    struct member_span m;
+    char *idtext = NULL, *mid = NULL, *out = NULL;
+
+    if (find_member(text, len, "id", &m) < 0)
+        return NULL;
+    if (new_id && !(idtext = replay_json_dump_qemu(new_id)))
+        return NULL;
+    if (m.found && new_id) {
+        out = splice(text, len, m.vstart, m.vend, idtext);
+    } else if (m.found) {
+        if (m.prev_comma != SIZE_MAX)
+            out = splice(text, len, m.prev_comma, m.vend, "");
+        else if (m.next_start != SIZE_MAX)
+            out = splice(text, len, m.kstart, m.next_start, "");
+        else
+            out = splice(text, len, m.kstart, m.vend, "");
+    } else if (new_id) {
+        struct member_span e;
+        bool is_error = find_member(text, len, "error", &e) == 0 && e.found;
+        bool empty = skip_blank(text, len, m.open + 1) == m.close;
+        if (is_error || empty) {
+            if (asprintf(&mid, "\"id\": %s%s", idtext, empty ? "" : ", ") >= 0)
+                out = splice(text, len, m.open + 1, m.open + 1, mid);
+        } else if (asprintf(&mid, ", \"id\": %s", idtext) >= 0) {
+            out = splice(text, len, m.close, m.close, mid);
+        }
+    } else {
+        out = strndup(text, len);
+    }
+    free(mid);
+    free(idtext);
+    return out;
 }

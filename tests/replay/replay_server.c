@@ -389,44 +389,36 @@ static void rs_note_ids(struct replay_server *s, json_t *expected, json_t *actua
     m->act = aid ? json_incref(aid) : NULL;
 }
 
-/* The message to send instead of `msg` when an id must be substituted (new reference), or NULL to send the
- * fixture's bytes verbatim. */
-static json_t *rs_substitute(struct replay_server *s, json_t *msg)
+/* The bytes to send instead of the fixture's S: line when an id must be substituted (malloc'ed, no CRLF), or
+ * NULL to send the line verbatim. Only the id's bytes change: re-serialising would alter QEMU's formatting and
+ * values jansson cannot hold (uint64 18446744073709551615 in a64-15). *oom set on allocation failure. */
+static char *rs_substitute(struct replay_server *s, const struct replay_item *it, bool *oom)
 {
-    json_t *id = json_object_get(msg, "id"), *out;
+    json_t *msg = it->json, *id = json_object_get(msg, "id"), *entry, *new_id;
+    char *out;
 
+    *oom = false;
     if (id) {
         struct rs_idmap *m = rs_id_lookup(s, id);
         if (!m || (m->act && json_equal(m->act, id)))
             return NULL;
-        out = json_deep_copy(msg);
-        if (m->act)
-            json_object_set(out, "id", m->act);
-        else
-            json_object_del(out, "id");
-        return out;
+        new_id = m->act;
+        entry = NULL;
+    } else {
+        if (!json_object_get(msg, "return") && !json_object_get(msg, "error"))
+            return NULL;
+        if (json_array_size(s->fifo) == 0)
+            return NULL;
+        entry = json_incref(json_array_get(s->fifo, 0));
+        json_array_remove(s->fifo, 0);
+        new_id = json_object_get(entry, "id");
+        if (!new_id) {
+            json_decref(entry);
+            return NULL;
+        }
     }
-    if (!json_object_get(msg, "return") && !json_object_get(msg, "error"))
-        return NULL;
-    if (json_array_size(s->fifo) == 0)
-        return NULL;
-    json_t *entry = json_incref(json_array_get(s->fifo, 0));
-    json_array_remove(s->fifo, 0);
-    id = json_object_get(entry, "id");
-    if (!id) {
-        json_decref(entry);
-        return NULL;
-    }
-    /* Put the id where QEMU does: first in errors, last in returns. */
-    out = json_object();
-    if (json_object_get(msg, "error"))
-        json_object_set(out, "id", id);
-    const char *k;
-    json_t *v;
-    json_object_foreach(msg, k, v)
-        json_object_set(out, k, v);
-    if (!json_object_get(out, "id"))
-        json_object_set(out, "id", id);
+    out = replay_splice_id(it->text, it->len, new_id);
+    *oom = !out;
     json_decref(entry);
     return out;
 }
@@ -444,10 +436,9 @@ static int rs_send(struct replay_server *s, const struct replay_item *it)
     if (s->conn < 0)
         return rs_fail(s, REPLAY_FAIL_IO, -EIO, it, "cannot send this line: no client is connected");
     if (!it->raw) {
-        json_t *sub = rs_substitute(s, it->json);
-        char *text = sub ? replay_json_dump_qemu(sub) : NULL;
-        json_decref(sub);
-        if (sub && !text)
+        bool oom;
+        char *text = rs_substitute(s, it, &oom);
+        if (oom)
             return rs_fail(s, REPLAY_FAIL_IO, -ENOMEM, it, "out of memory");
         if (asprintf(&owned, "%s\r\n", text ? text : it->text) < 0) {
             free(text);
@@ -567,7 +558,7 @@ static int rs_expect(struct replay_server *s, const struct replay_item *it)
                 match = alen == elen && !memcmp(a, e, alen);
             } else if (it->json) {
                 json_error_t je;
-                actual = json_loadb(a, alen, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+                actual = replay_json_load(a, alen, JSON_DECODE_ANY, &je);
                 if (!actual) {
                     match = false;
                     snprintf(diff, sizeof(diff), "the client's message is not valid JSON: %s", je.text);
