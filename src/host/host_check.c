@@ -16,9 +16,9 @@ int smmu_host_check(const struct smmu_host_dev *dev, bool need_cdev, struct smmu
 
     if (!dev->smmu[0])
         return smmu_error_set(err, -ENODEV,
-                              "%s: not behind an IOMMU (sysfs has no iommu link for it); VFIO passthrough with a "
-                              "vSMMU needs the host SMMU enabled in firmware (IORT) and its kernel driver "
-                              "(arm-smmu-v3) loaded", b);
+                              "%s: not behind an IOMMU (sysfs has no iommu link for it); VFIO passthrough needs "
+                              "the host IOMMU enabled in firmware and its kernel driver loaded (arm-smmu-v3 on "
+                              "Arm; intel_iommu=on or amd_iommu on x86)", b);
     if (dev->iommu_group < 0)
         return smmu_error_set(err, -ENODEV, "%s: behind %s but in no IOMMU group (sysfs has no iommu_group link)",
                               b, dev->smmu);
