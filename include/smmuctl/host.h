@@ -33,7 +33,10 @@ struct smmu_host_dev {
 };
 
 /* Read the facts of one device without judging them. -ENOENT "no such PCI device" if the directory is
- * missing; other sysfs errors as negative errno with the path named. */
+ * missing; other sysfs errors as negative errno with the path named. bdf may be in any form smmu_bdf_parse
+ * accepts (-EINVAL otherwise); sysfs_root NULL or "" means "/sys". Messages start with the canonical BDF.
+ * Oddities a real sysfs never shows (dangling links, a non-numeric numa_node or group, an attribute that is a
+ * directory) are errors naming the path, never guesses. On failure *out holds what was read so far. */
 int smmu_host_read(const char *sysfs_root, const char *bdf, struct smmu_host_dev *out, struct smmu_error *err);
 
 /* Pure check of facts read by smmu_host_read: has an IOMMU (-ENODEV), is bound to vfio-pci (-EBUSY, naming
