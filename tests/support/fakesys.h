@@ -65,8 +65,9 @@ void fakesys_symlink_rel(struct fakesys *fs, const char *rel, const char *target
 void fakesys_remove(struct fakesys *fs, const char *rel);                      /* rm -rf; missing is fine */
 
 /* A /dev tree matching the fake sysfs, for fd-passing tests: <devroot>/iommu and
- * <devroot>/vfio/devices/<cdev> for every device added with a cdev, as empty ordinary files (created or
- * truncated). devroot is created if missing; the caller removes it. */
+ * <devroot>/vfio/devices/<name> for every bus/pci/devices/B/vfio-dev/<name> present now (each device added
+ * with .cdev), as empty ordinary files (created or truncated). devroot is created if missing; the caller
+ * removes it. Call it again after adding devices. */
 void fakesys_write_dev_tree(const struct fakesys *fs, const char *devroot);
 
 /* Free the handle; removes the tree only when fakesys_new created it (root NULL). NULL is fine. */
