@@ -95,8 +95,8 @@ def main():
                    "valgrind found errors or definite leaks" if rc == 99 else "test failed (exit %d)" % rc)
             print(f"memcheck  FAIL  {test['name']}: {why} ({secs:.1f} s); valgrind log {log}", flush=True)
             print(tail(log, 60))
-            if rc != 99:
-                print(tail(output, 40, is_path=False))
+            print(f"--- last lines of {test['name']}'s output:")
+            print(tail(output, 40, is_path=False))
     print(f"memcheck: {passed} passed, {failed} failed", flush=True)
     return 0 if failed == 0 else 1
 
