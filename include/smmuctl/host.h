@@ -32,6 +32,13 @@ struct smmu_host_dev {
                                     "0009:01:00.1 (nvidia), …"; "" when the group is viable */
 };
 
+/* Is `driver` vfio-pci or one of its variant drivers (nvgrace_gpu_vfio_pci, mlx5_vfio_pci, …)? Those
+ * expose the same VFIO device interface (Grace Hopper GPUs are bound to nvgrace_gpu_vfio_pci). */
+bool smmu_host_driver_is_vfio(const char *driver);
+/* May a driver hold ANOTHER member of the device's IOMMU group without making the group unusable?
+ * VFIO drivers, pci-stub and pcieport (bridges) do, as does no driver at all (the kernel's own rule). */
+bool smmu_host_driver_group_ok(const char *driver);
+
 /* Read the facts of one device without judging them. -ENOENT "no such PCI device" if the directory is
  * missing; other sysfs errors as negative errno with the path named. bdf may be in any form smmu_bdf_parse
  * accepts (-EINVAL otherwise); sysfs_root NULL or "" means "/sys". Messages start with the canonical BDF.

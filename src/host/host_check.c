@@ -28,7 +28,7 @@ int smmu_host_check(const struct smmu_host_dev *dev, bool need_cdev, struct smmu
                               "with `driverctl set-override %s vfio-pci`, or: modprobe vfio-pci; "
                               "echo vfio-pci > /sys/bus/pci/devices/%s/driver_override; "
                               "echo %s > /sys/bus/pci/drivers/vfio-pci/bind", b, b, b, b);
-    if (strcmp(dev->driver, HOST_VFIO_DRIVER) != 0)
+    if (!smmu_host_driver_is_vfio(dev->driver))
         return smmu_error_set(err, -EBUSY,
                               "%s: bound to driver %s, not vfio-pci (smmuctl never rebinds drivers). Move it "
                               "with `driverctl set-override %s vfio-pci`, or: modprobe vfio-pci; "
@@ -38,8 +38,8 @@ int smmu_host_check(const struct smmu_host_dev *dev, bool need_cdev, struct smmu
                               b, b);
     if (dev->group_culprits[0])
         return smmu_error_set(err, -EBUSY,
-                              "%s: IOMMU group %d not viable: %s; every device in the group must be bound to "
-                              "vfio-pci or to no driver (see /sys/kernel/iommu_groups/%d/devices)", b,
+                              "%s: IOMMU group %d not viable: %s; every other device in the group must be bound "
+                              "to vfio-pci (or a vfio-pci variant), pci-stub, pcieport or no driver (see /sys/kernel/iommu_groups/%d/devices)", b,
                               dev->iommu_group, dev->group_culprits, dev->iommu_group);
     if (need_cdev && !dev->cdev[0])
         return smmu_error_set(err, -ENODEV,
@@ -56,4 +56,15 @@ int smmu_host_probe(const char *sysfs_root, const char *bdf, bool need_cdev, str
     if (r < 0)
         return r;
     return smmu_host_check(out, need_cdev, err);
+}
+
+bool smmu_host_driver_is_vfio(const char *driver)
+{
+    return driver && (!strcmp(driver, HOST_VFIO_DRIVER) || strstr(driver, "_vfio_pci") || strstr(driver, "-vfio-pci"));
+}
+
+bool smmu_host_driver_group_ok(const char *driver)
+{
+    return !driver || !*driver || smmu_host_driver_is_vfio(driver) || !strcmp(driver, "pci-stub") ||
+           !strcmp(driver, "pcieport");
 }

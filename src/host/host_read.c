@@ -21,7 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define HOST_VFIO_DRIVER "vfio-pci"
 
 /* Path of attribute `attr` of device bdf (attr "" = the device directory). */
 static int host_dev_path(char *buf, size_t size, const char *root, const char *bdf, const char *attr,
@@ -138,7 +137,7 @@ static void host_list_append(char *buf, size_t size, const char *item)
     snprintf(buf + used, size - used, "%s%s", used ? ", " : "", item);
 }
 
-/* Members of group N other than bdf that hold a driver other than vfio-pci, as "E (driver), …". */
+/* Members of group N other than bdf whose driver makes the group unusable, as "E (driver), …". */
 static int host_read_group(const char *root, const char *bdf, int group, char *culprits, size_t size,
                            struct smmu_error *err)
 {
@@ -163,7 +162,7 @@ static int host_read_group(const char *root, const char *bdf, int group, char *c
         }
         if ((r = sysfs_link_basename(path, drv, sizeof(drv), &present, err)) < 0)
             break;
-        if (present && strcmp(drv, HOST_VFIO_DRIVER) != 0) {
+        if (present && !smmu_host_driver_group_ok(drv)) {
             snprintf(item, sizeof(item), "%s (%s)", names[i], drv);
             host_list_append(culprits, size, item);
         }

@@ -424,6 +424,23 @@ struct check_case {
     const char *msg[4];
 };
 
+static void test_driver_predicates(void **state)
+{
+    (void)state;
+    assert_true(smmu_host_driver_is_vfio("vfio-pci"));
+    assert_true(smmu_host_driver_is_vfio("nvgrace_gpu_vfio_pci"));
+    assert_true(smmu_host_driver_is_vfio("hisi_acc_vfio_pci"));
+    assert_false(smmu_host_driver_is_vfio("nvidia"));
+    assert_false(smmu_host_driver_is_vfio(""));
+    assert_false(smmu_host_driver_is_vfio(NULL));
+    assert_true(smmu_host_driver_group_ok(NULL));
+    assert_true(smmu_host_driver_group_ok(""));
+    assert_true(smmu_host_driver_group_ok("pcieport"));
+    assert_true(smmu_host_driver_group_ok("pci-stub"));
+    assert_true(smmu_host_driver_group_ok("mlx5_vfio_pci"));
+    assert_false(smmu_host_driver_group_ok("snd_hda_intel"));
+}
+
 static void test_check(void **state)
 {
     (void)state;
@@ -448,7 +465,11 @@ static void test_check(void **state)
          {"0000:03:00.0: bound to no driver, not vfio-pci", "driverctl set-override 0000:03:00.0 vfio-pci",
           "echo 0000:03:00.0 > /sys/bus/pci/drivers/vfio-pci/bind", NULL}},
         {mkdev("000a:01:00.0", SMMU_B, "vfio-pci", 20, "vfio0", "000a:01:00.1 (nvidia)"), true, -EBUSY,
-         {"000a:01:00.0: IOMMU group 20 not viable: 000a:01:00.1 (nvidia)", "vfio-pci or to no driver", NULL}},
+         {"000a:01:00.0: IOMMU group 20 not viable: 000a:01:00.1 (nvidia)", "vfio-pci (or a vfio-pci variant), pci-stub, pcieport or no driver", NULL}},
+        /* vfio-pci variant drivers (Grace Hopper GPUs use nvgrace_gpu_vfio_pci) are VFIO drivers */
+        {mkdev("0009:01:00.0", SMMU_A, "nvgrace_gpu_vfio_pci", 12, "vfio3", ""), true, 0, {NULL}},
+        {mkdev("0009:01:00.0", SMMU_A, "mlx5_vfio_pci", 12, "vfio3", ""), true, 0, {NULL}},
+        {mkdev("0009:01:00.0", SMMU_A, "vfio_pci_core", 12, "", ""), false, -EBUSY, {"not vfio-pci", NULL}},
         /* driver problem reported before group problem */
         {mkdev("000b:02:00.1", SMMU_A, "nvidia", 21, "", "000b:02:00.2 (snd_hda_intel)"), false, -EBUSY,
          {"bound to driver nvidia", NULL}},
@@ -532,6 +553,7 @@ int main(void)
         cmocka_unit_test(test_read_bad),
         cmocka_unit_test(test_read_root_default_and_slashes),
         cmocka_unit_test(test_read_culprits_truncated),
+        cmocka_unit_test(test_driver_predicates),
         cmocka_unit_test(test_probe),
     };
     int r = cmocka_run_group_tests_name("host", pure, NULL, NULL);
