@@ -1,5 +1,6 @@
 /* cli.c — output, errors and the QMP connection for the command-line front-end. */
 #include "cli/cli.h"
+#include "smmuctl/xml.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -173,4 +174,63 @@ int cli_open_journal(struct cli *cli, const char *command, bool must_exist, smmu
     if (r < 0)
         return cli_fail(cli, command, r == -EBUSY ? EXIT_USAGE : EXIT_FAILED, &e, NULL);
     return 0;
+}
+
+static int cli_devices_push(char ***v, size_t *n, const char *s)
+{
+    char **nv = realloc(*v, (*n + 2) * sizeof(char *));
+    if (!nv)
+        return -ENOMEM;
+    *v = nv;
+    if (!(nv[*n] = strdup(s)))
+        return -ENOMEM;
+    nv[++*n] = NULL;
+    return 0;
+}
+
+void cli_devices_free(char **devs)
+{
+    for (size_t i = 0; devs && devs[i]; i++)
+        free(devs[i]);
+    free(devs);
+}
+
+int cli_devices(struct cli *cli, const char *command, char ***out, size_t *n)
+{
+    char **v = calloc(1, sizeof(char *));
+    size_t count = 0;
+    if (!v)
+        return EXIT_FAILED;
+    for (int i = 0; i < cli->nargs; i++) {
+        const char *a = cli->args[i];
+        if (a[0] != '@') {
+            if (cli_devices_push(&v, &count, a) < 0)
+                goto oom;
+            continue;
+        }
+        struct smmu_xml_hostdev *hd = NULL;
+        size_t nh = 0;
+        struct smmu_error e = SMMU_ERROR_INIT;
+        if (smmu_xml_hostdevs_file(a + 1, &hd, &nh, &e) < 0) {
+            cli_devices_free(v);
+            return cli_fail(cli, command, EXIT_USAGE, &e, NULL);
+        }
+        for (size_t k = 0; k < nh; k++)
+            if (cli_devices_push(&v, &count, hd[k].bdf) < 0) {
+                smmu_xml_hostdevs_free(hd);
+                goto oom;
+            }
+        smmu_xml_hostdevs_free(hd);
+    }
+    if (count == 0) {
+        cli_devices_free(v);
+        return cli_usage_error(cli, command, "no device given (DEV is a PCI address like 0009:01:00.0, a QEMU id "
+                               "for detach, or @FILE with libvirt <hostdev> XML)");
+    }
+    *out = v;
+    *n = count;
+    return 0;
+oom:
+    cli_devices_free(v);
+    return cli_usage_error(cli, command, "out of memory");
 }

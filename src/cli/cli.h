@@ -72,6 +72,12 @@ int cli_vm_name(struct cli *cli, const char *command, char *out, size_t len);
  * and 0 is returned (read-only commands do not create state). Errors are printed; returns an exit code. */
 int cli_open_journal(struct cli *cli, const char *command, bool must_exist, smmu_journal **out);
 
+/* Expand the command's DEV arguments: PCI addresses as given, and @FILE (libvirt XML with <hostdev>
+ * elements) into their host addresses. *out is a NULL-terminated array (free with cli_devices_free).
+ * Errors (unreadable or bad XML, empty list) are printed; returns 0 or an exit code. */
+int cli_devices(struct cli *cli, const char *command, char ***out, size_t *n);
+void cli_devices_free(char **devs);
+
 /* Commands: each returns an exit code. */
 int cmd_qmp(struct cli *cli);
 int cmd_topology(struct cli *cli);
