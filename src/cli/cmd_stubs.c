@@ -4,9 +4,3 @@
 #define STUB(fn, name) \
     int fn(struct cli *cli) { return cli_usage_error(cli, name, "'%s' is not implemented yet", name); }
 
-STUB(cmd_topology, "topology")
-STUB(cmd_plan, "plan")
-STUB(cmd_attach, "attach")
-STUB(cmd_detach, "detach")
-STUB(cmd_status, "status")
-STUB(cmd_recover, "recover")
