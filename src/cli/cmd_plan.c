@@ -4,64 +4,18 @@
  * Exit 0 with a plan; 2 for bad input or a refusal (the planner's reason); 3 when QEMU cannot be read.
  * --json prints {"ok":true,"command":"plan", <docs/plan-json.md members>, "warnings":[…]}. */
 #include <errno.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cli/cli.h"
 #include "cli/render.h"
-#include "smmuctl/xml.h"
 
-void cli_free_devs(char **devs, size_t n)
+/* Every DEV must be a PCI address here (detach also takes QEMU ids): say so before talking to QEMU. */
+static int plan_check_bdfs(struct cli *cli, char *const *devs, size_t n)
 {
-    for (size_t i = 0; devs && i < n; i++)
-        free(devs[i]);
-    free(devs);
-}
-
-static int devs_push(char ***devs, size_t *n, const char *bdf)
-{
-    char **nd = realloc(*devs, (*n + 1) * sizeof(**devs));
-    if (!nd)
-        return -ENOMEM;
-    *devs = nd;
-    if (!(nd[*n] = strdup(bdf)))
-        return -ENOMEM;
-    (*n)++;
-    return 0;
-}
-
-int cli_collect_devs(struct cli *cli, const char *command, char *const *args, int nargs, char ***devs, size_t *n)
-{
-    struct smmu_error e = SMMU_ERROR_INIT;
-    int r = 0;
-    *devs = NULL;
-    *n = 0;
-    for (int i = 0; i < nargs && r == 0; i++) {
-        if (args[i][0] == '@') {
-            struct smmu_xml_hostdev *hd = NULL;
-            size_t nh = 0;
-            if (!args[i][1]) {
-                r = smmu_error_set(&e, -EINVAL, "'@' needs a file name: @FILE names a libvirt XML file");
-                break;
-            }
-            if ((r = smmu_xml_hostdevs_file(args[i] + 1, &hd, &nh, &e)) < 0)
-                break;
-            for (size_t k = 0; k < nh && r == 0; k++)
-                r = devs_push(devs, n, hd[k].bdf);
-            smmu_xml_hostdevs_free(hd);
-        } else {
-            char bdf[SMMU_BDF_LEN + 1];
-            if ((r = smmu_bdf_parse(args[i], bdf, &e)) == 0)
-                r = devs_push(devs, n, bdf);
-        }
-    }
-    if (r == -ENOMEM && !e.message[0])
-        smmu_error_set(&e, r, "out of memory");
-    if (r < 0) {
-        cli_free_devs(*devs, *n);
-        *devs = NULL;
-        *n = 0;
-        return cli_fail(cli, command, r == -ENOMEM ? EXIT_FAILED : EXIT_USAGE, &e, NULL);
+    for (size_t i = 0; i < n; i++) {
+        struct smmu_error e = SMMU_ERROR_INIT;
+        char bdf[SMMU_BDF_LEN + 1];
+        if (smmu_bdf_parse(devs[i], bdf, &e) < 0)
+            return cli_fail(cli, "plan", EXIT_USAGE, &e, NULL);
     }
     return 0;
 }
@@ -79,10 +33,10 @@ int cmd_plan(struct cli *cli)
     if (cli->nargs == 0)
         return cli_usage_error(cli, "plan", "usage: smmuctl plan DEV... (a PCI address like 0009:01:00.0, or @FILE "
                                "with libvirt <hostdev> XML)");
-    if ((r = cli_collect_devs(cli, "plan", cli->args, cli->nargs, &devs, &n)) != 0)
+    if ((r = cli_devices(cli, "plan", &devs, &n)) != 0)
         return r;
-    if ((r = cli_read_facts(cli, "plan", &f)) != 0) {
-        cli_free_devs(devs, n);
+    if ((r = plan_check_bdfs(cli, devs, n)) != 0 || (r = cli_read_facts(cli, "plan", &f)) != 0) {
+        cli_devices_free(devs);
         return r;
     }
     opts.fd_pass = cli->fd_pass;
@@ -91,7 +45,7 @@ int cmd_plan(struct cli *cli)
     opts.device_id = cli->device_id;
     opts.dev_root = cli->dev;
     r = smmu_facts_plan(&f, cli->sysfs, (const char *const *)devs, n, &opts, &plan, &e);
-    cli_free_devs(devs, n);
+    cli_devices_free(devs);
     if (r < 0) {
         smmu_facts_free(&f);
         /* a refusal, or a device that cannot be used: nothing was sent */

@@ -23,6 +23,30 @@ static const struct command commands[] = {
     {"plan", cmd_plan, "plan DEV...",
      "Show where each device would go (host SMMU, chosen vSMMU, root port, and why) and the exact QMP\n"
      "commands attach would send. Changes nothing. Refusals exit 2 with the reason.\n"},
+    {"attach", cmd_attach, "attach DEV... [--fd-pass] [--iommufd ID] [--id ID] [--allow-mismatch]",
+     "Plug host PCI devices (bound to vfio-pci) into the VM as one transaction: the iommufd object if missing\n"
+     "(reused if present), then one device_add vfio-pci per device on a free root port behind the vSMMU that\n"
+     "mirrors the device's host SMMU. Any failure undoes every completed step (exit 1, QEMU as before).\n"
+     "  --fd-pass         open <dev>/iommu and <dev>/vfio/devices/vfioN here and pass them (getfd) instead of\n"
+     "                    letting QEMU open the device by `host` (for a QEMU without access to /dev)\n"
+     "  --iommufd ID      the iommufd object to use or create (default iommufd0)\n"
+     "  --id ID           QEMU id for the device (one device only; default hostdev-dddd-bb-ss.f)\n"
+     "  --allow-mismatch  allow a device behind a NON-accel vSMMU bound to another host SMMU\n"},
+    {"detach", cmd_detach, "detach DEV... [--unplug-timeout SEC] [--no-wait]",
+     "Unplug devices (QEMU id or host PCI address): every device_del is sent at once and DEVICE_DELETED is\n"
+     "awaited for all in parallel. Each device ends detached, pending (the guest has not released it yet:\n"
+     "`smmuctl status` finishes it later) or refused (the guest refused). The iommufd object smmuctl created\n"
+     "is deleted once no vfio-pci device uses it. Exit 0 all gone, 1 none removed and none pending, 4 otherwise.\n"
+     "  --unplug-timeout SEC  how long to wait for the guest (default 10)\n"
+     "  --no-wait             do not wait: accepted unplugs are reported pending\n"},
+    {"status", cmd_status, "status",
+     "Compare the journal with live QEMU: attached devices, pending unplugs (finishing those QEMU has\n"
+     "completed meanwhile) and any interrupted transaction. Exit 0 when nothing is pending or interrupted,\n"
+     "4 when something is, 3 when QEMU is unreachable.\n"},
+    {"recover", cmd_recover, "recover",
+     "Finish or undo an interrupted transaction (smmuctl killed, QEMU gone mid-way): each step whose reply\n"
+     "never came is checked against live QEMU, an interrupted attach is rolled back, an interrupted detach is\n"
+     "finished. Idempotent. Exit 0 when nothing is left open, 4 when something still is.\n"},
     {"qmp", cmd_qmp, "qmp COMMAND [JSON-ARGS]",
      "Send one QMP command and print QEMU's reply. JSON-ARGS is the \"arguments\" object, e.g.\n"
      "  smmuctl --qmp /run/vm1.qmp qmp qom-list '{\"path\":\"/machine/peripheral\"}'\n"
@@ -51,12 +75,15 @@ static void usage(FILE *f)
             "      --dev DIR         host /dev root used for fd passing (default /dev)\n"
             "      --timeout SEC     per QMP command (default 10)\n"
             "      --json            print exactly one JSON object on stdout (also on failure)\n"
+            "      --unplug-timeout SEC, --no-wait, --fd-pass, --iommufd ID, --id ID, --allow-mismatch:\n"
+            "                        command options, see smmuctl help attach / help detach\n"
             "      --record FILE     append the whole QMP exchange to FILE (qmp-fixtures format)\n"
             "  -v, --verbose         more diagnostics on stderr;  --quiet  fewer\n"
             "  -h, --help            this help (smmuctl help COMMAND for one command)\n"
             "  -V, --version         print the version\n"
             "\n"
-            "DEV is a PCI address (0009:01:00.0, or 01:00.0 for domain 0000).\n"
+            "DEV is a PCI address (0009:01:00.0, or 01:00.0 for domain 0000), for detach also a QEMU device id,\n"
+            "or @FILE: a libvirt XML file with one or more <hostdev> elements.\n"
             "\n"
             "Exit codes: 0 done; 1 failed, every change rolled back; 2 usage, bad input or refused plan\n"
             "(nothing that changes QEMU was sent); 3 QEMU unreachable or protocol broken before any change;\n"

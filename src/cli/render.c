@@ -15,13 +15,10 @@ static const struct smmu_vfio_dev *render_vfio_at(const struct smmu_topology *t,
     return NULL;
 }
 
-/* "rp1a", or "(anonymous) /machine/peripheral-anon/device[0]". */
+/* "rp1a", or "(anonymous)" (the QOM path is printed at the end of the line). */
 static void render_port_name(char *buf, size_t len, const struct smmu_rootport *rp)
 {
-    if (rp->id[0])
-        snprintf(buf, len, "%s", rp->id);
-    else
-        snprintf(buf, len, "(anonymous) %s", rp->path);
+    snprintf(buf, len, "%s", rp->id[0] ? rp->id : "(anonymous)");
 }
 
 /* What sits on a port: "free", "nic0 (e1000e)", "hostdev0 (vfio-pci, host 0009:01:00.0, iommufd iommufd0)". */
@@ -86,7 +83,7 @@ static void render_port_line(FILE *out, const struct smmu_topology *t, size_t i,
     fputs("  ", out);
     render_occupant(out, t, rp);
     if (!rp->id[0])
-        fputs("  [no id: smmuctl cannot plug into it]", out);
+        fprintf(out, "  [%s: no id, smmuctl cannot plug into it]", rp->path);
     else if (!rp->hotplug)
         fputs("  [hotplug off]", out);
     fputc('\n', out);
@@ -122,8 +119,9 @@ void render_topology(FILE *out, const struct smmu_topology *t)
 
     for (size_t v = 0; v < t->n_vsmmus; v++) {
         const struct smmu_vsmmu *s = &t->vsmmus[v];
-        fprintf(out, "\nvSMMU %s  identifier %d, accel %s, host SMMU %s\n", s->id[0] ? s->id : s->path,
-                s->identifier, s->accel ? "on" : "off", s->bound_smmu[0] ? s->bound_smmu : "(not bound)");
+        fprintf(out, "\nvSMMU %s  identifier %d, accel %s, %s%s\n", s->id[0] ? s->id : s->path, s->identifier,
+                s->accel ? "on" : "off", s->bound_smmu[0] ? "bound to host SMMU " : "not bound to a host SMMU",
+                s->bound_smmu);
         fprintf(out, "`-- pxb-pcie %s  bus_nr ", s->pxb_id[0] ? s->pxb_id : s->primary_bus);
         if (s->bus_nr >= 0)
             fprintf(out, "%d", s->bus_nr);

@@ -1,5 +1,5 @@
 /* render.h — text output of `smmuctl topology` and `smmuctl plan` (for people; --json is the stable form),
- * and the DEV-argument expansion that plan (and attach) share. */
+ * and the fact gathering both share. */
 #ifndef SMMUCTL_CLI_RENDER_H
 #define SMMUCTL_CLI_RENDER_H
 
@@ -25,12 +25,5 @@ void render_plan(FILE *out, const struct smmu_topology *t, const struct smmu_pla
  * Returns 0 with *f filled (free with smmu_facts_free), or the exit code after printing the error:
  * 3 when QEMU cannot be reached or read (nothing was changed). Defined in cmd_topology.c. */
 int cli_read_facts(struct cli *cli, const char *command, struct smmu_facts *f);
-
-/* DEV arguments → canonical BDFs, in order: a PCI address as typed, or @FILE (libvirt XML with one or more
- * <hostdev>, each contributing its source address). Nothing is sent to QEMU. On success returns 0 and
- * *devs (an array of *n malloc'ed strings; free with cli_free_devs). On bad input prints the error (text or
- * --json) and returns EXIT_USAGE; *devs is then NULL. */
-int cli_collect_devs(struct cli *cli, const char *command, char *const *args, int nargs, char ***devs, size_t *n);
-void cli_free_devs(char **devs, size_t n);
 
 #endif
