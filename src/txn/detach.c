@@ -34,37 +34,63 @@ int txn_maybe_delete_iommufd(struct txn_ctx *t, const struct smmu_facts *f, cons
     return 0;
 }
 
-/* Resolve a DEV argument to a vfio-pci device of the VM. */
-static int detach_resolve(smmu_journal *j, const struct smmu_facts *f, const char *dev, int *vfio_idx,
+/* What detach acts on: a vfio-pci device of the VM, or another device smmuctl itself attached (journal). */
+struct detach_target {
+    const char *id;
+    char bdf[SMMU_BDF_LEN + 1];
+    const char *port;
+};
+
+static int detach_port_of(const struct smmu_topology *t, const char *id)
+{
+    for (size_t p = 0; p < t->n_ports; p++)
+        if (!strcmp(t->ports[p].occupant_id, id))
+            return (int)p;
+    return -1;
+}
+
+/* Resolve a DEV argument (host PCI address or QEMU id). */
+static int detach_resolve(smmu_journal *j, const struct smmu_facts *f, const char *dev, struct detach_target *out,
                           struct smmu_error *err)
 {
     char bdf[SMMU_BDF_LEN + 1];
     const struct smmu_topology *t = &f->topo;
+    json_t *jd = NULL;
+    int v = -1;
+    memset(out, 0, sizeof(*out));
     if (smmu_bdf_parse(dev, bdf, NULL) == 0) {
-        for (size_t i = 0; i < t->n_vfio; i++)
-            if (!strcmp(t->vfio[i].host, bdf)) {
-                *vfio_idx = (int)i;
-                return 0;
-            }
-        json_t *d = smmu_journal_find_device(j, bdf); /* fd-passed devices have no `host` in QEMU */
-        int v = d ? smmu_topology_find_vfio(t, json_string_value(json_object_get(d, "id"))) : -1;
-        if (v >= 0) {
-            *vfio_idx = v;
-            return 0;
-        }
-        return smmu_error_set(err, -EINVAL, "%s is not attached to this VM (no vfio-pci device with host=%s)", dev,
-                              bdf);
+        for (size_t i = 0; i < t->n_vfio && v < 0; i++)
+            if (!strcmp(t->vfio[i].host, bdf))
+                v = (int)i;
+        if (v < 0 && (jd = smmu_journal_find_device(j, bdf))) /* fd-passed devices have no `host` in QEMU */
+            v = smmu_topology_find_vfio(t, json_string_value(json_object_get(jd, "id")));
+        if (v < 0 && !jd)
+            return smmu_error_set(err, -EINVAL, "%s is not attached to this VM (no vfio-pci device with host=%s)",
+                                  dev, bdf);
+    } else {
+        v = smmu_topology_find_vfio(t, dev);
+        if (v < 0)
+            jd = smmu_journal_find_device(j, dev);
     }
-    int v = smmu_topology_find_vfio(t, dev);
     if (v >= 0) {
-        *vfio_idx = v;
+        const struct smmu_vfio_dev *d = &t->vfio[v];
+        out->id = d->id;
+        jd = smmu_journal_find_device(j, d->id);
+        snprintf(out->bdf, sizeof(out->bdf), "%s", d->host[0] ? d->host : json_string_value(json_object_get(jd, "bdf")) ?: "");
+        out->port = d->rootport >= 0 ? t->ports[d->rootport].id : "";
         return 0;
     }
-    for (size_t p = 0; p < t->n_ports; p++)
-        if (!strcmp(t->ports[p].occupant_id, dev))
-            return smmu_error_set(err, -EINVAL, "%s is a %s on %s, not a vfio-pci device: smmuctl detaches only "
-                                  "vfio-pci devices (use `smmuctl qmp device_del` for others)", dev,
-                                  t->ports[p].occupant_driver, t->ports[p].id);
+    int p = detach_port_of(t, jd ? json_string_value(json_object_get(jd, "id")) : dev);
+    if (jd && p >= 0) { /* a device smmuctl attached that is not vfio-pci (the engine drives any driver) */
+        out->id = t->ports[p].occupant_id;
+        snprintf(out->bdf, sizeof(out->bdf), "%s", json_string_value(json_object_get(jd, "bdf")) ?: "");
+        out->port = t->ports[p].id;
+        return 0;
+    }
+    if (p >= 0)
+        return smmu_error_set(err, -EINVAL, "%s is a %s on %s, not a vfio-pci device: smmuctl detaches only "
+                              "vfio-pci devices and devices it attached (use `smmuctl qmp device_del` for others)",
+                              dev, t->ports[p].occupant_driver, t->ports[p].id);
     return smmu_error_set(err, -EINVAL, "no vfio-pci device '%s' in this VM (give its QEMU id or host PCI address; "
                           "see smmuctl topology)", dev);
 }
@@ -95,12 +121,12 @@ int smmu_txn_detach(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        int v = -1;
-        if ((rc = detach_resolve(j, f, devs[i], &v, &res->error)) < 0) {
+        struct detach_target tg;
+        if ((rc = detach_resolve(j, f, devs[i], &tg, &res->error)) < 0) {
             res->outcome = SMMU_OUTCOME_REFUSED;
             goto done;
         }
-        ids[i] = f->topo.vfio[v].id;
+        ids[i] = tg.id;
         if (!ids[i][0]) {
             rc = smmu_error_set(&res->error, -EINVAL, "%s is an anonymous vfio-pci device (no id): QEMU cannot "
                                 "unplug it by name", devs[i]);
@@ -113,11 +139,9 @@ int smmu_txn_detach(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
                 res->outcome = SMMU_OUTCOME_REFUSED;
                 goto done;
             }
-        const struct smmu_vfio_dev *d = &f->topo.vfio[v];
-        const char *port = d->rootport >= 0 ? f->topo.ports[d->rootport].id : "";
-        json_t *jd = smmu_journal_find_device(j, d->id);
-        json_array_append_new(steps, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "kind", "device_del", "name", d->id,
-                                               "bdf", d->host[0] ? d->host : txn_step_str(jd, "bdf"), "port", port,
+        json_t *jd = smmu_journal_find_device(j, tg.id);
+        json_array_append_new(steps, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "kind", "device_del", "name", tg.id,
+                                               "bdf", tg.bdf, "port", tg.port,
                                                "vsmmu", txn_step_str(jd, "vsmmu"), "host_smmu",
                                                txn_step_str(jd, "host_smmu"), "state", "sent"));
     }

@@ -312,3 +312,15 @@ void txn_unplug(struct txn_ctx *t, const char *const *ids, size_t n, int timeout
     }
     free(devs);
 }
+
+bool txn_device_present(const struct smmu_facts *f, const char *id)
+{
+    if (!id || !*id)
+        return false;
+    if (smmu_topology_find_vfio(&f->topo, id) >= 0)
+        return true;
+    for (size_t p = 0; p < f->topo.n_ports; p++)
+        if (!strcmp(f->topo.ports[p].occupant_id, id))
+            return true;
+    return false;
+}

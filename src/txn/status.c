@@ -23,7 +23,7 @@ static enum smmu_outcome status_finish_detach(struct txn_ctx *t, const struct sm
         const char *id = txn_step_str(step, "name");
         if (txn_step_is(step, "done") || txn_step_is(step, "refused") || txn_step_is(step, "failed"))
             continue;
-        if (smmu_topology_find_vfio(&f->topo, id) < 0) {
+        if (!txn_device_present(f, id)) {
             txn_step_state(step, "done");
             smmu_journal_remove_device(t->j, id);
             json_array_append_new(finished, json_string(id));
@@ -105,7 +105,7 @@ int smmu_txn_status(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
         d = json_array_get(smmu_journal_devices(j), i);
         const char *id = txn_step_str(d, "id");
         const char *state = txn_step_str(d, "state");
-        if (smmu_topology_find_vfio(&f->topo, id) < 0) {
+        if (!txn_device_present(f, id)) {
             /* gone from QEMU: a finished unplug, or removed behind smmuctl's back */
             json_array_append_new(!strcmp(state, "unplug-pending") ? finished : vanished, json_string(id));
             json_array_remove(smmu_journal_devices(j), i);

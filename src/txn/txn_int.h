@@ -56,6 +56,9 @@ enum smmu_outcome txn_rollback_attach(struct txn_ctx *t, json_t *txn);
 int txn_maybe_delete_iommufd(struct txn_ctx *t, const struct smmu_facts *f, const char *const *gone, size_t ngone,
                              struct smmu_error *err);
 
+/* Is a device with QEMU id `id` in the discovered VM (a vfio-pci device or any root-port occupant)? */
+bool txn_device_present(const struct smmu_facts *f, const char *id);
+
 /* Build a device entry for the report / journal. */
 json_t *txn_report_device(json_t *step, const char *state);
 
