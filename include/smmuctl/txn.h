@@ -58,8 +58,8 @@ struct smmu_txn_opts {
     bool no_wait;                    /* detach: do not wait for DEVICE_DELETED (devices end "pending") */
     smmu_txn_reconnect_fn reconnect; /* NULL: a lost connection leaves the transaction to `recover` */
     void *reconnect_payload;
-    /* test hook: called before and after each step is sent (phase 0 before, 1 after the reply);
-     * a non-zero return aborts the process-like run right there (simulates a crash). */
+    /* test hook: called before each step is sent (phase 0) and right after its bytes went out, before the
+     * reply is read (phase 1). The CLI's crash tests raise SIGKILL from it. The return value is ignored. */
     int (*step_hook)(int step, int phase, void *payload);
     void *step_hook_payload;
 };
