@@ -134,8 +134,8 @@ static json_t *decoder_parse_bigint(const char *buf, size_t len, json_error_t *j
             while (j < len && buf[j] >= '0' && buf[j] <= '9')
                 j++;
             bool frac = j < len && (buf[j] == '.' || buf[j] == 'e' || buf[j] == 'E');
-            memcpy(out + o, buf + i + 1, j - i - 1);
-            o += j - i - 1;
+            for (size_t k = i + 1; k < j; k++)
+                out[o++] = buf[k];
             if (j - i >= 19 && !frac) {
                 out[o++] = '.';
                 out[o++] = '0';
