@@ -330,7 +330,8 @@ static int rs_consume(struct replay_server *s, size_t k)
             s->marks[keep++] = s->marks[i];
     }
     s->nmarks = keep;
-    memmove(s->buf, s->buf + k, s->len - k);
+    if (s->len > k)
+        memmove(s->buf, s->buf + k, s->len - k);
     s->len -= k;
     s->base = upto;
     return nfds;
@@ -539,7 +540,7 @@ static int rs_expect(struct replay_server *s, const struct replay_item *it)
                         break;
             }
         } else {
-            const char *nl = memchr(p, '\n', avail);
+            const char *nl = avail ? memchr(p, '\n', avail) : NULL;
             if (nl) {
                 mlen = (size_t)(nl - p);
                 consumed = skip + mlen + 1;
