@@ -872,24 +872,40 @@ static void rs_stop(struct replay_server *s)
     while (n < 0 && errno == EINTR);
 }
 
+/* Wait until the thread has reached the end of the fixture or finished; false on timeout. */
+static bool rs_wait_end(struct replay_server *s, int timeout_ms)
+{
+    struct timespec ts;
+    bool reached;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&s->mu);
+    while (!s->done && !s->at_end)
+        if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT)
+            break;
+    reached = s->done || s->at_end;
+    pthread_mutex_unlock(&s->mu);
+    return reached;
+}
+
+int replay_server_wait_played(struct replay_server *s, int timeout_ms)
+{
+    if (!s->started || s->joined)
+        return 0;
+    return rs_wait_end(s, timeout_ms < 0 ? 0 : timeout_ms) ? 0 : -ETIMEDOUT;
+}
+
 int replay_server_wait(struct replay_server *s, int timeout_ms)
 {
     if (!s->started || s->joined)
         return s->result;
     if (timeout_ms >= 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += timeout_ms / 1000;
-        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_mutex_lock(&s->mu);
-        while (!s->done && !s->at_end)
-            if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT)
-                break;
-        pthread_mutex_unlock(&s->mu);
+        rs_wait_end(s, timeout_ms);
         rs_stop(s);
     }
     pthread_join(s->thread, NULL);

@@ -47,6 +47,11 @@ int replay_server_start(struct replay_server **out, const char *fixture_path, co
  * the end, -EIO on a socket error. May be called again (returns the same result). */
 int replay_server_wait(struct replay_server *s, int timeout_ms);
 
+/* Wait (at most timeout_ms) until the server has played every line of the fixture, or stopped on a failure,
+ * without stopping it. 0 when it has, -ETIMEDOUT otherwise. Call it before closing a client whose last
+ * messages are S: lines it does not wait for (events after the last reply), so closing does not race them. */
+int replay_server_wait_played(struct replay_server *s, int timeout_ms);
+
 /* "" when the replay matched; otherwise the report (valid until replay_server_free). */
 const char *replay_server_report(const struct replay_server *s);
 enum replay_failure replay_server_failure(const struct replay_server *s);

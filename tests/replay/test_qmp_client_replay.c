@@ -21,6 +21,7 @@
 #include "smmuctl/qmp.h"
 #include "replay/replay_fixture.h"
 #include "replay/replay_server.h"
+#include "support/testutil.h"
 
 #define PUMP_MS 5000
 
@@ -72,7 +73,10 @@ static void rig_start(struct rig *r, const char *name, const struct qmp_client_o
         o = *opts;
     o.log = rig_log;
     o.log_payload = r;
-    snprintf(r->fixture, sizeof(r->fixture), "%s/%s", SMMU_FIXTURES_DIR, name);
+    if (name[0] == '/')
+        snprintf(r->fixture, sizeof(r->fixture), "%s", name);
+    else
+        snprintf(r->fixture, sizeof(r->fixture), "%s/%s", SMMU_FIXTURES_DIR, name);
     if (replay_server_start_opts(&r->s, r->fixture, NULL, &fd, NULL, &err) < 0)
         fail_msg("%s", err.message);
     assert_non_null(r->base = event_base_new());
@@ -99,6 +103,8 @@ static void rig_connect(struct rig *r)
 /* Free the client (closing its socket) and require the replay to have matched exactly. */
 static void rig_finish(struct rig *r)
 {
+    /* let the server deliver trailing S: lines (events after the last reply) before the client goes away */
+    replay_server_wait_played(r->s, PUMP_MS);
     qmp_client_free(r->c);
     r->c = NULL;
     if (replay_server_wait(r->s, PUMP_MS) != 0)
@@ -228,8 +234,9 @@ static void test_oob_negotiation(void **state)
 
 /* Drive the client through every C: line of a recorded transcript (one call at a time, fds as the fixture's
  * !fds say) and check each outcome against the S: reply that follows it. */
-static void drive_transcript(const char *name)
+static void drive_transcript_rec(const char *name, FILE *record)
 {
+    struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
     struct replay_fixture *fx;
     struct smmu_error err = SMMU_ERROR_INIT;
     struct rig r;
@@ -237,10 +244,14 @@ static void drive_transcript(const char *name)
     int calls = 0;
 
     char path[512];
-    snprintf(path, sizeof(path), "%s/%s", SMMU_FIXTURES_DIR, name);
+    if (name[0] == '/')
+        snprintf(path, sizeof(path), "%s", name);
+    else
+        snprintf(path, sizeof(path), "%s/%s", SMMU_FIXTURES_DIR, name);
     if (replay_fixture_load(&fx, path, &err) < 0)
         fail_msg("%s", err.message);
-    rig_start(&r, name, NULL);
+    o.record = record;
+    rig_start(&r, name, &o);
     rig_connect(&r);
     for (size_t i = 0; i < fx->n; i++) {
         const struct replay_item *it = &fx->items[i];
@@ -293,6 +304,11 @@ static void drive_transcript(const char *name)
     replay_fixture_free(fx);
 }
 
+static void drive_transcript(const char *name)
+{
+    drive_transcript_rec(name, NULL);
+}
+
 static void test_fd_passing_a64_08(void **state)
 {
     (void)state;
@@ -305,6 +321,30 @@ static void test_recorded_sessions(void **state)
     (void)state;
     drive_transcript("a64-15-topology-discovery.txt");
     drive_transcript("a64-10-device-del-events.txt");
+}
+
+/* What the client's recorder (--record) writes is a fixture: replaying it against the client matches exactly. */
+static void test_recorder_round_trip(void **state)
+{
+    char *dir = smmu_test_mkdtemp("record"), path[512];
+    FILE *rec;
+    (void)state;
+
+    snprintf(path, sizeof(path), "%s/a64-08-recorded.txt", dir);
+    assert_non_null(rec = fopen(path, "w"));
+    drive_transcript_rec("a64-08-fd-passing.txt", rec);
+    fclose(rec);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_true(getdelim(&text, &len, '\0', f) > 0);
+    fclose(f);
+    assert_non_null(strstr(text, "!fds 2\nC: {\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"two\"}"));
+    free(text);
+    drive_transcript(path);
+    smmu_test_rmtree(dir);
+    free(dir);
 }
 
 struct ev_seen {
@@ -477,6 +517,12 @@ static void test_idless_error_fails_pending(void **state)
     assert_contains(p1.e.message, "JSON parse error, expecting value");
     /* the connection itself survives; the late reply to p1 is dropped */
     assert_int_equal(qmp_client_state(r.c), QMP_STATE_READY);
+    call_start(&r, &p1, "query-uuid", NULL, 0);
+    rig_pump(&r, &p1.done);
+    assert_int_equal(p1.err, 0);
+    assert_string_equal(json_string_value(json_object_get(p1.ret, "UUID")), "00000000-0000-0000-0000-000000000000");
+    assert_contains(r.log, "unknown id");
+    call_clear(&p1);
     rig_finish(&r);
 }
 
@@ -520,6 +566,7 @@ int main(void)
         cmocka_unit_test(test_oob_negotiation),
         cmocka_unit_test(test_fd_passing_a64_08),
         cmocka_unit_test(test_recorded_sessions),
+        cmocka_unit_test(test_recorder_round_trip),
         cmocka_unit_test(test_event_before_reply),
         cmocka_unit_test(test_silent_monitor),
         cmocka_unit_test(test_out_of_order_replies),

@@ -249,6 +249,7 @@ static void test_exact_session_passes(void **state)
     raw_expect(fd, "{\"return\": {}, \"id\": \"1\"}\r\n");
     raw_send_str(fd, "{\"execute\": \"device_del\", \"arguments\": {\"id\": \"nic0\"}, \"id\": \"2\"}\n");
     raw_expect(fd, "{\"return\": {}, \"id\": \"2\"}\r\n");
+    assert_int_equal(replay_server_wait_played(s, IO_TIMEOUT_MS), 0);
     close(fd);
     assert_int_equal(replay_server_wait(s, IO_TIMEOUT_MS), 0);
     assert_string_equal(replay_server_report(s), "");
@@ -352,6 +353,7 @@ static void test_wait_timeout_stops_replay(void **state)
     char *path = fixture(*state, "stop.txt", "C: {\"execute\": \"query-status\"}\n");
     int fd;
     struct replay_server *s = start_pair(path, &fd, 0);
+    assert_int_equal(replay_server_wait_played(s, 10), -ETIMEDOUT);   /* does not stop it */
     assert_int_equal(replay_server_wait(s, 20), -ETIMEDOUT);
     assert_int_equal(replay_server_failure(s), REPLAY_FAIL_MISSING);
     assert_contains(replay_server_report(s), "stop.txt:1: missing: this C: line");
