@@ -166,29 +166,19 @@ struct unplug_dev {
 };
 
 struct unplug_all {
-    size_t n, open;      /* open: devices without a final outcome yet */
-    bool finished, lost;
-    bool wait_events;
+    bool timed_out;      /* the unplug timeout expired */
+    bool lost;           /* the connection broke */
 };
 
+/* A device's outcome is known: QEMU answered, and (when we wait for events) it refused, or the unplug
+ * finished or was refused by the guest. */
 static bool unplug_final(const struct unplug_dev *d, bool wait_events)
 {
     if (!d->replied)
-        return d->deleted || d->guest_error; /* an event may come before the reply */
-    if (!d->reply_ok)
+        return false;
+    if (!d->reply_ok || !wait_events)
         return true;
-    return !wait_events || d->deleted || d->guest_error;
-}
-
-static void unplug_update(struct unplug_all *a, struct unplug_dev *devs)
-{
-    size_t open = 0;
-    for (size_t i = 0; i < a->n; i++)
-        if (!unplug_final(&devs[i], a->wait_events) || !devs[i].replied)
-            open++;
-    a->open = open;
-    if (open == 0)
-        a->finished = true;
+    return d->deleted || d->guest_error;
 }
 
 static void unplug_event_cb(qmp_client *c, const char *event, json_t *data, json_t *msg, void *payload)
@@ -197,7 +187,6 @@ static void unplug_event_cb(qmp_client *c, const char *event, json_t *data, json
     (void)c; (void)data; (void)msg;
     if (!event) {
         d->all->lost = true;
-        d->all->finished = true;
         return;
     }
     if (!strcmp(event, "DEVICE_DELETED"))
@@ -218,22 +207,23 @@ static void unplug_reply_cb(qmp_client *c, int err, json_t *ret, const struct sm
             d->not_found = true;
         else if (err == -EIO && strstr(e->qmp_desc, "already in the process of unplug"))
             d->in_progress = true;
-        else if (err != -EIO)
-            d->all->lost = true;
+        else if (err != -EIO && err != -ETIMEDOUT)
+            d->all->lost = true; /* the connection broke */
     }
 }
 
 static void unplug_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd; (void)what;
-    ((struct unplug_all *)arg)->finished = true;
+    ((struct unplug_all *)arg)->timed_out = true;
 }
 
 void txn_unplug(struct txn_ctx *t, const char *const *ids, size_t n, int timeout_ms, enum txn_del *out,
                 struct smmu_error *errs)
 {
     struct unplug_dev *devs = calloc(n ? n : 1, sizeof(*devs));
-    struct unplug_all all = {n, n, false, false, timeout_ms > 0};
+    struct unplug_all all = {false, false};
+    bool wait_events = timeout_ms > 0;
     qmp_client *c = *t->c;
     struct event *timer = NULL;
     if (!devs) {
@@ -264,19 +254,17 @@ void txn_unplug(struct txn_ctx *t, const char *const *ids, size_t n, int timeout
         timer = evtimer_new(qmp_client_base(c), unplug_timer_cb, &all);
         evtimer_add(timer, &tv);
     }
+    /* Until every reply is in (each call has its own command timeout), then until every device's outcome is
+     * known or the unplug timeout expires. */
     for (;;) {
-        bool replies_in = true;
-        for (size_t i = 0; i < n; i++)
+        bool replies_in = true, all_final = true;
+        for (size_t i = 0; i < n; i++) {
             replies_in = replies_in && devs[i].replied;
-        unplug_update(&all, devs);
-        if (all.lost || (replies_in && (all.finished || all.open == 0)))
+            all_final = all_final && unplug_final(&devs[i], wait_events);
+        }
+        if (all.lost || all_final || (replies_in && all.timed_out))
             break;
-        if (replies_in && !all.wait_events)
-            break;
-        all.finished = false;
         if (event_base_loop(qmp_client_base(c), EVLOOP_ONCE) != 0)
-            break;
-        if (all.finished && replies_in)
             break;
     }
     if (timer)
