@@ -23,6 +23,7 @@
 
 #include "replay/replay_fixture.h"
 #include "replay/replay_match.h"
+#include "replay/replay_proc.h"
 #include "replay/replay_server.h"
 #include "support/testutil.h"
 
@@ -781,58 +782,45 @@ static void test_bad_fixtures(void **state)
     (void)state;
 }
 
-/* The qmp-replay program: "listening", exit 0 on an exact match, 1 with the report on stderr otherwise. */
-static int run_qmp_replay(struct ctx *c, const char *fixture_path, const char *client_text, char *errbuf,
-                          size_t errlen)
+/* The qmp-replay program (through replay_proc): exit 0 on an exact match, 1 with the report on stderr otherwise,
+ * 2 for a bad fixture. */
+static int run_qmp_replay(struct ctx *c, const char *fixture_path, const char *client_text, struct replay_proc **pp)
 {
-    char *bin, *sock;
-    int out[2], errp[2], status;
-    pid_t pid;
-    assert_true(asprintf(&bin, "%s/tests/qmp-replay", SMMU_BINARY_DIR) > 0);
+    static const char *const args[] = {"--end-timeout", "2000", NULL};
+    struct smmu_error err = SMMU_ERROR_INIT;
+    char *sock;
     assert_true(asprintf(&sock, "%s/prog.sock", c->dir) > 0);
-    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(errp, O_CLOEXEC), 0);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(out[1], 1);
-        dup2(errp[1], 2);
-        execl(bin, bin, "--end-timeout", "2000", fixture_path, sock, (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    close(errp[1]);
-    char line[256] = "";
-    size_t n = 0;
-    while (n < sizeof(line) - 1 && !strchr(line, '\n') && raw_read(out[0], line + n, 1) == 1)
-        line[++n] = '\0';
-    assert_true(strncmp(line, "listening ", 10) == 0);
+    if (replay_proc_start(pp, fixture_path, sock, args, &err) < 0)
+        fail_msg("%s", err.message);
     int fd = raw_connect(sock);
     raw_expect(fd, GREETING_WIRE);
     raw_send_str(fd, client_text);
     close(fd);
-    size_t got = 0;
-    ssize_t k;
-    while (got < errlen - 1 && (k = read(errp[0], errbuf + got, errlen - 1 - got)) > 0)
-        got += (size_t)k;
-    errbuf[got] = '\0';
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    close(out[0]);
-    close(errp[0]);
-    free(bin);
     free(sock);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
+    return replay_proc_wait(*pp, IO_TIMEOUT_MS);
 }
 
 static void test_qmp_replay_program(void **state)
 {
-    char *path = fixture(*state, "prog.txt", GREETING "C: {\"execute\": \"qmp_capabilities\"}\n");
-    char errbuf[4096];
-    assert_int_equal(run_qmp_replay(*state, path, "{\"execute\": \"qmp_capabilities\"}\n", errbuf, sizeof(errbuf)), 0);
-    assert_string_equal(errbuf, "");
-    assert_int_equal(run_qmp_replay(*state, path, "{\"execute\": \"quit\"}\n", errbuf, sizeof(errbuf)), 1);
-    assert_contains(errbuf, "prog.txt:2: unexpected message from the client");
+    struct ctx *c = *state;
+    char *path = fixture(c, "prog.txt", GREETING "C: {\"execute\": \"qmp_capabilities\"}\n");
+    char *badpath = fixture(c, "bad.txt", "# x\nC: {}\n!nonsense\n");
+    struct smmu_error err = SMMU_ERROR_INIT;
+    struct replay_proc *p;
+    char *sock;
+
+    assert_int_equal(run_qmp_replay(c, path, "{\"execute\": \"qmp_capabilities\"}\n", &p), 0);
+    assert_string_equal(replay_proc_report(p), "");
+    replay_proc_free(p);
+    assert_int_equal(run_qmp_replay(c, path, "{\"execute\": \"quit\"}\n", &p), 1);
+    assert_contains(replay_proc_report(p), "prog.txt:2: unexpected message from the client");
+    replay_proc_free(p);
+
+    assert_true(asprintf(&sock, "%s/bad.sock", c->dir) > 0);
+    assert_int_equal(replay_proc_start(&p, badpath, sock, NULL, &err), -ECHILD);
+    assert_contains(err.message, "bad.txt:3: unknown directive '!nonsense'");
+    free(sock);
+    free(badpath);
     free(path);
 }
 
