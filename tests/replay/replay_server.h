@@ -52,7 +52,8 @@ int replay_server_wait(struct replay_server *s, int timeout_ms);
  * messages are S: lines it does not wait for (events after the last reply), so closing does not race them. */
 int replay_server_wait_played(struct replay_server *s, int timeout_ms);
 
-/* "" when the replay matched; otherwise the report (valid until replay_server_free). */
+/* Read these after replay_server_wait() (the server thread writes them until then).
+ * "" when the replay matched; otherwise the report (valid until replay_server_free). */
 const char *replay_server_report(const struct replay_server *s);
 enum replay_failure replay_server_failure(const struct replay_server *s);
 /* Fixture line of the failure (0 when none, or at the end of the fixture). */
