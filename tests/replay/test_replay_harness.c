@@ -721,7 +721,7 @@ static void test_all_fixtures(void **state)
         const char *name = strrchr(g.gl_pathv[i], '/') + 1;
         char *text = smmu_test_read_file(g.gl_pathv[i], NULL);
         assert_non_null(text);
-        if (!strstr(text, "recorded from real QEMU") && !strstr(text, "synthetic"))
+        if (!strcasestr(text, "recorded from real QEMU") && !strcasestr(text, "synthetic"))
             fail_msg("%s: the header says neither 'recorded from real QEMU' nor 'synthetic'", name);
         free(text);
         if (replay_fixture_load(&fx, g.gl_pathv[i], &err) < 0)
