@@ -22,7 +22,7 @@
 #include "smmuctl/vm.h"
 #include "support/fakesys.h"
 #include "support/qemu.h"
-#include "support/run.h"
+#include "support/runcli.h"
 #include "support/testutil.h"
 
 #define SMMU_A "smmu3.0x0000000016000000"
@@ -88,13 +88,13 @@ static int env_teardown(void **state)
 /* smmuctl with the common options; returns its exit status, output in *r. */
 static int smmuctl(struct env *e, struct smmu_run *r, const char *const *extra)
 {
-    const char *argv[32] = {smmu_run_smmuctl(), "--qmp", smmu_qemu_socket_path(e->q), "--state-dir", e->state,
+    const char *argv[32] = {"--qmp", smmu_qemu_socket_path(e->q), "--state-dir", e->state,
                             "--sysfs", fakesys_root(e->fs), "--dev", e->dev, "--timeout", "5"};
-    size_t n = 11;
+    size_t n = 10;
     for (size_t i = 0; extra[i]; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
-    return smmu_run(r, argv, NULL, 60000);
+    return smmu_run_cli(r, argv, 60000);
 }
 
 /* QEMU's /objects listing as compact JSON (names and types), via the CLI passthrough. */
