@@ -121,6 +121,10 @@ int qmp_client_connect_sync(qmp_client *c, const char *addr, struct smmu_error *
 /* Call and wait. On success *ret (may be NULL to discard) receives a new reference to "return". */
 int qmp_call_sync(qmp_client *c, const char *cmd, json_t *args, const int *fds, size_t nfds, json_t **ret,
                   struct smmu_error *err);
+/* The same, calling after_send(hook_payload) once the command's bytes were handed to the socket and before the
+ * reply is awaited (the transaction engine's crash-test hook); timeout_ms as for qmp_call. */
+int qmp_call_sync_hook(qmp_client *c, const char *cmd, json_t *args, const int *fds, size_t nfds, int timeout_ms,
+                       void (*after_send)(void *), void *hook_payload, json_t **ret, struct smmu_error *err);
 /* Run the loop until *flag becomes true or timeout_ms passes (<0: no limit). Returns 0 or -ETIMEDOUT. */
 int qmp_pump_until(struct event_base *base, const bool *flag, int timeout_ms);
 

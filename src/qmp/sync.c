@@ -97,11 +97,19 @@ static void sync_call_cb(qmp_client *c, int err, json_t *ret, const struct smmu_
 int qmp_call_sync(qmp_client *c, const char *cmd, json_t *args, const int *fds, size_t nfds, json_t **ret,
                   struct smmu_error *err)
 {
+    return qmp_call_sync_hook(c, cmd, args, fds, nfds, 0, NULL, NULL, ret, err);
+}
+
+int qmp_call_sync_hook(qmp_client *c, const char *cmd, json_t *args, const int *fds, size_t nfds, int timeout_ms,
+                       void (*after_send)(void *), void *hook_payload, json_t **ret, struct smmu_error *err)
+{
     struct sync_call s = {0};
-    int r = qmp_call(c, cmd, args, fds, nfds, 0, sync_call_cb, &s);
+    int r = qmp_call(c, cmd, args, fds, nfds, timeout_ms, sync_call_cb, &s);
     if (r < 0)
         return smmu_error_set(err, r, "%s: %s", cmd,
                               r == -ENOTCONN ? "not connected to QEMU" : strerror(-r));
+    if (after_send)
+        after_send(hook_payload);
     qmp_pump_until(qmp_client_base(c), &s.done, -1);
     if (!s.done)
         return smmu_error_set(err, -ETIMEDOUT, "%s: no outcome", cmd);

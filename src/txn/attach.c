@@ -156,6 +156,21 @@ static int attach_open_fd(json_t *step, struct smmu_error *err)
     return fd;
 }
 
+/* Send one undo command (object-del, closefd); "not found" means already undone. Marks the step undone and
+ * returns true, or records the error and returns false. */
+static bool attach_undo_cmd(struct txn_ctx *t, json_t *step, const char *cmd, json_t *args)
+{
+    struct smmu_error e = SMMU_ERROR_INIT;
+    int r = txn_send(t, -1, cmd, args, NULL, 0, NULL, &e);
+    bool ok = r == 0 || (r == -EIO && strstr(e.qmp_desc, "not found"));
+    if (ok)
+        txn_step_state(step, "undone");
+    else
+        attach_error(t, step, &e);
+    txn_save(t);
+    return ok;
+}
+
 enum smmu_outcome txn_rollback_attach(struct txn_ctx *t, json_t *txn)
 {
     json_t *steps = json_object_get(txn, "steps");
@@ -193,14 +208,7 @@ enum smmu_outcome txn_rollback_attach(struct txn_ctx *t, json_t *txn)
                 txn_step_state(step, "pending");
                 continue;
             }
-            int r = txn_send(t, -1, "object-del", json_pack("{s:s}", "id", name), NULL, 0, NULL, &e);
-            if (r == 0 || (r == -EIO && strstr(e.qmp_desc, "not found"))) {
-                txn_step_state(step, "undone");
-            } else {
-                attach_error(t, step, &e);
-                left = true;
-            }
-            txn_save(t);
+            left |= !attach_undo_cmd(t, step, "object-del", json_pack("{s:s}", "id", name));
         } else if (!strcmp(kind, "getfd") && (txn_step_is(step, "done") || txn_step_is(step, "sent"))) {
             json_t *consumer = json_array_get(steps, (size_t)json_integer_value(json_object_get(step, "consumer")));
             bool consumed = json_is_true(json_object_get(step, "consumed")) ||
@@ -209,14 +217,7 @@ enum smmu_outcome txn_rollback_attach(struct txn_ctx *t, json_t *txn)
                 txn_step_state(step, "undone"); /* QEMU took the fd with the command: nothing to close */
                 continue;
             }
-            int r = txn_send(t, -1, "closefd", json_pack("{s:s}", "fdname", name), NULL, 0, NULL, &e);
-            if (r == 0 || (r == -EIO && strstr(e.qmp_desc, "not found"))) {
-                txn_step_state(step, "undone");
-            } else {
-                attach_error(t, step, &e);
-                left = true;
-            }
-            txn_save(t);
+            left |= !attach_undo_cmd(t, step, "closefd", json_pack("{s:s}", "fdname", name));
         }
     }
     if (t->lost) {

@@ -72,66 +72,43 @@ static int txn_reconnect(struct txn_ctx *t, struct smmu_error *err)
     return r;
 }
 
-struct txn_sync {
-    bool done;
-    int err;
-    json_t *ret;
-    struct smmu_error e;
+struct txn_hook {
+    struct txn_ctx *t;
+    int step;
 };
 
-static void txn_send_cb(qmp_client *c, int err, json_t *ret, const struct smmu_error *e, void *payload)
+static void txn_after_send(void *payload)
 {
-    struct txn_sync *s = payload;
-    (void)c;
-    s->done = true;
-    s->err = err;
-    if (ret)
-        s->ret = json_incref(ret);
-    if (e)
-        smmu_error_copy(&s->e, e);
+    struct txn_hook *h = payload;
+    h->t->opts->step_hook(h->step, 1, h->t->opts->step_hook_payload);
 }
 
 int txn_send(struct txn_ctx *t, int step, const char *cmd, json_t *args, const int *fds, size_t nfds, json_t **ret,
              struct smmu_error *err)
 {
-    struct txn_sync s = {0};
+    struct txn_hook h = {t, step};
+    bool hooked = step >= 0 && t->opts->step_hook;
     int r;
 
     if (t->lost) {
         json_decref(args);
         return smmu_error_set(err, -ENOTCONN, "%s: QEMU is unreachable", cmd);
     }
-    if (step >= 0 && t->opts->step_hook)
+    if (hooked)
         t->opts->step_hook(step, 0, t->opts->step_hook_payload);
-
-    r = qmp_call(*t->c, cmd, args, fds, nfds, 0, txn_send_cb, &s);
+    r = qmp_call_sync_hook(*t->c, cmd, args, fds, nfds, 0, hooked ? txn_after_send : NULL, &h, ret, err);
     if (r == -ENOTCONN) {
         /* the connection was already gone: nothing was sent; reconnect for what follows */
         txn_reconnect(t, err);
         return smmu_error_set(err, -ECONNRESET, "%s: the connection to QEMU was lost before it was sent", cmd);
     }
-    if (r < 0)
-        return smmu_error_set(err, r, "%s: %s", cmd, r == -ENOTCONN ? "QEMU is unreachable" : strerror(-r));
-    if (step >= 0 && t->opts->step_hook)
-        t->opts->step_hook(step, 1, t->opts->step_hook_payload);
-    qmp_pump_until(qmp_client_base(*t->c), &s.done, -1);
-    if (s.err < 0) {
-        smmu_error_copy(err, &s.e);
-        json_decref(s.ret);
-        if (txn_transport_error(s.err)) {
-            struct smmu_error e2 = SMMU_ERROR_INIT;
-            txn_reconnect(t, &e2);
-            return -ECONNRESET;
-        }
-        return s.err;
+    if (txn_transport_error(r)) {
+        struct smmu_error e2 = SMMU_ERROR_INIT;
+        txn_reconnect(t, &e2);
+        return -ECONNRESET;
     }
-    if (ret)
-        *ret = s.ret;
-    else
-        json_decref(s.ret);
-    return 0;
+    return r;
 }
-
 
 int txn_exists(struct txn_ctx *t, const char *path, struct smmu_error *err)
 {
