@@ -173,8 +173,8 @@ static int need_prop(json_t *entry, const char *path, const char *type, const ch
 static bool vm_wanted(const char *name, const char *type)
 {
     static const char *const names[] = {"type", "parent_bus", "primary-bus", "accel", "identifier", "bus_nr",
-                                        "numa_node", "chassis", "port", "hotplug", "host", "iommufd",
-                                        "hotplugged", "acpi_uid", NULL};
+                                        "numa_node", "chassis", "port", "hotplug", "host", "sysfsdev",
+                                        "iommufd", "hotplugged", "acpi_uid", NULL};
     for (size_t i = 0; names[i]; i++)
         if (!strcmp(name, names[i]))
             return true;
@@ -420,11 +420,15 @@ static int vm_add_object(struct smmu_topology *t, const struct vm_obj *o, json_t
         p->vsmmu = -1;
     } else if (is_vfio_type(o->type)) {
         struct smmu_vfio_dev *f = &t->vfio[t->n_vfio++];
-        const char *host = prop_str(e, "host");
+        const char *host = prop_str(e, "host"), *sysfsdev = prop_str(e, "sysfsdev");
+        char bdf[SMMU_BDF_LEN + 1];
         copy_str(f->id, sizeof(f->id), o->name);
         copy_str(f->path, sizeof(f->path), o->path);
-        if (host && *host && smmu_bdf_parse(host, f->host, NULL) < 0)
-            copy_str(f->host, sizeof(f->host), ""); /* not a PCI address (sysfsdev=…): unknown host */
+        /* `host`, or the device named by `sysfsdev=/sys/bus/pci/devices/B`; "" when passed by fd */
+        if (!(host && *host) && sysfsdev && *sysfsdev)
+            host = last_component(sysfsdev);
+        if (host && *host && smmu_bdf_parse(host, bdf, NULL) == 0)
+            copy_str(f->host, sizeof(f->host), bdf);
         copy_str(f->iommufd, sizeof(f->iommufd), last_component(prop_str(e, "iommufd")));
         f->hotplugged = prop_bool(e, "hotplugged", false);
         f->rootport = -1;

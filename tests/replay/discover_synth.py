@@ -53,11 +53,11 @@ def root_port(path, bus, chassis, port, addr, busnr, secname, hotplug=True):
             P(secname, "child<PCIE>", path + "/" + secname)]
 
 
-def vfio(bus, host, iommufd, hotplugged):
+def vfio(bus, host, iommufd, hotplugged, sysfsdev=""):
     # QEMU 11: host is a str, iommufd a link<iommufd>; fd is write-only (listed, no value).
     return [P("type", "string", "vfio-pci"), P("parent_bus", "link<bus>", bus), P("realized", "bool", True),
             P("hotplugged", "bool", hotplugged), P("hotpluggable", "bool", True), P("addr", "str", 0),
-            P("multifunction", "bool", False), P("host", "str", host), P("sysfsdev", "str", ""),
+            P("multifunction", "bool", False), P("host", "str", host), P("sysfsdev", "str", sysfsdev),
             P("fd", "str"), P("iommufd", "link<iommufd>", iommufd), P("x-no-mmap", "bool", False),
             P("bootindex", "int32", -1)]
 
@@ -266,7 +266,9 @@ def model_qemu10_no_list_get():
     m.add_port(pp, "rp1a", b1, 1, 1, 0, 252, pp + "/hostdev0", "vfio-pci")
     m.add_port(pp, "rp0", ROOT_BUS, 8, 8, 16, 0, pp + "/coldnic", "e1000e")
     m.add_port(pp, "rp0b", ROOT_BUS, 8, 9, 24, 0)
-    m.add(pp, "hostdev0", "vfio-pci", vfio(pp + "/rp1a/rp1a", "0009:01:00.0", "/objects/iommufd0", False))
+    # named by sysfsdev= instead of host=
+    m.add(pp, "hostdev0", "vfio-pci", vfio(pp + "/rp1a/rp1a", "", "/objects/iommufd0", False,
+                                           "/sys/bus/pci/devices/0009:01:00.0"))
     m.add(pp, "coldnic", "e1000e", e1000e(pp + "/rp0/rp0"))
     # an anonymous root port: its secondary bus is named like the root bus (FACTS)
     m.add_port("/machine/peripheral-anon", "device[0]", ROOT_BUS, 9, 0, 32, 0, secname="pcie.0")
@@ -328,7 +330,8 @@ def main():
     record(smmuctl, model_qemu10_no_list_get(), os.path.join(outdir, "discover-syn-qemu10-no-qom-list-get.txt"), [
         "SYNTHETIC: QEMU 10.0.2 — no qom-list-get (CommandNotFound, added in 10.1) and no user-creatable",
         "arm-smmuv3 (10.2): discovery falls back to qom-list + qom-get and finds no vSMMU. A pxb-pcie pcie.1",
-        "with rp1a holding a cold-plugged vfio-pci, rp0 (pcie.0) with e1000e coldnic, free rp0b, an anonymous",
+        "with rp1a holding a cold-plugged vfio-pci (sysfsdev=/sys/bus/pci/devices/0009:01:00.0, no host), rp0",
+        "(pcie.0) with e1000e coldnic, free rp0b, an anonymous",
         "root port. Why synthetic: only QEMU 11 is installed here.",
         gen % "topology --json"])
     for name, what, fn in MALFORMED:
