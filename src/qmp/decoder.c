@@ -107,6 +107,20 @@ static const char *json_kind(const json_t *v)
     }
 }
 
+static bool decoder_numchar(char c)
+{
+    return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-';
+}
+
+/* True when the digit at buf[i] starts a number's integer part (optionally after its '-'), not the
+ * digits of a fraction or an exponent, which must stay as they are. */
+static bool decoder_int_start(const char *buf, size_t i)
+{
+    if (i > 0 && buf[i - 1] == '-')
+        i--;
+    return i == 0 || !decoder_numchar(buf[i - 1]);
+}
+
 /* QEMU prints uint64 properties (e.g. 18446744073709551615) that do not fit jansson's json_int_t.
  * Re-parse such a frame with every integer literal of 19+ digits turned into a real ("….0"): the value
  * stays a number (approximate), everything else is untouched. Returns NULL if it still does not parse. */
@@ -129,7 +143,7 @@ static json_t *decoder_parse_bigint(const char *buf, size_t len, json_error_t *j
         }
         if (c == '"') {
             in_str = true;
-        } else if ((c >= '0' && c <= '9') && (i == 0 || !(buf[i - 1] >= '0' && buf[i - 1] <= '9'))) {
+        } else if (c >= '0' && c <= '9' && decoder_int_start(buf, i)) {
             size_t j = i;
             while (j < len && buf[j] >= '0' && buf[j] <= '9')
                 j++;

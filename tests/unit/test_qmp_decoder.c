@@ -201,6 +201,34 @@ static void test_big_integers(void **state)
     qmp_decoder_free(d);
 }
 
+/* A too-big integer in the same message as a long fraction or exponent: only integer literals become
+ * reals; the fraction's and exponent's digits stay as they are (they used to get ".0" appended, so the
+ * whole message failed as invalid JSON). Seed: tests/fuzz/corpus/decoder/seed-edge-bigint-fraction. */
+static void test_big_integer_beside_long_fraction(void **state)
+{
+    (void)state;
+    const char *in = "{\"a\":18446744073709551615,\"b\":3.14159265358979323846264,\"c\":-1234567890123456789012,"
+                     "\"d\":2e-1234567890123456789,\"e\":1E+0000000000000000000001,\"f\":[7]}";
+    qmp_decoder *d;
+    struct sink s = {0};
+    struct smmu_error e = SMMU_ERROR_INIT;
+    assert_int_equal(qmp_decoder_new(&d, 0), 0);
+    int r = qmp_decoder_feed(d, in, strlen(in), sink_cb, &s, &e);
+    if (r != 0)
+        fail_msg("feed: %d %s", r, e.message);
+    assert_int_equal(s.n, 1);
+    json_t *v = json_loads(s.msgs[0], 0, NULL);
+    assert_true(json_real_value(json_object_get(v, "a")) > 1.8e19);
+    assert_true(json_real_value(json_object_get(v, "b")) > 3.14159 && json_real_value(json_object_get(v, "b")) < 3.1416);
+    assert_true(json_real_value(json_object_get(v, "c")) < -1.2e21);
+    assert_true(json_is_real(json_object_get(v, "d")));
+    assert_true(json_real_value(json_object_get(v, "e")) == 10.0);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(v, "f"), 0)), 7);
+    json_decref(v);
+    sink_free(&s);
+    qmp_decoder_free(d);
+}
+
 static void test_callback_stops_feed(void **state)
 {
     (void)state;
@@ -307,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_byte_at_a_time_and_one_chunk),
         cmocka_unit_test(test_separators_and_strings),
         cmocka_unit_test(test_big_integers),
+        cmocka_unit_test(test_big_integer_beside_long_fraction),
         cmocka_unit_test(test_callback_stops_feed),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_oversize),
