@@ -174,6 +174,8 @@ void render_plan(FILE *out, const struct smmu_topology *t, const struct smmu_pla
         const struct smmu_vsmmu *v = NULL;
         if (t && pl->vsmmu >= 0 && (size_t)pl->vsmmu < t->n_vsmmus)
             v = &t->vsmmus[pl->vsmmu];
+        if (i > 0)
+            fputc('\n', out);
         fprintf(out, "%s -> root port %s as %s%s\n", pl->bdf, pl->port_id, pl->device_id,
                 pl->mismatch ? "  [SMMU MISMATCH, --allow-mismatch]" : "");
         fprintf(out, "  host SMMU  %s", pl->host_smmu[0] ? pl->host_smmu : "(none)");
