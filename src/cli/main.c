@@ -17,12 +17,18 @@ struct command {
 
 static const struct command commands[] = {
     {"topology", cmd_topology, "topology",
-     "Show the VM's vSMMUs (id, accel, pxb-pcie id and bus_nr, bound host SMMU), their root ports and\n"
-     "occupants, the other hotpluggable root ports and the iommufd objects, as discovered from QEMU.\n"
-     "Changes nothing. --json prints the stable object documented in docs/topology-json.md.\n"},
-    {"plan", cmd_plan, "plan DEV...",
+     "Show the VM's vSMMUs (id, accel, pxb-pcie id and bus_nr, NUMA node, bound host SMMU), their root ports\n"
+     "(chassis/port, hotplug, occupant id and driver), the root ports behind no vSMMU (anonymous ones marked:\n"
+     "smmuctl never uses a port without an id) and the iommufd objects, as discovered from QEMU over QOM.\n"
+     "A vSMMU's binding comes from its vfio-pci devices' hosts (read under --sysfs) and the VM's journal, if\n"
+     "any. Changes nothing. --json prints the stable object documented in docs/topology-json.md.\n"
+     "Exit 0, or 3 when QEMU cannot be reached or read.\n"},
+    {"plan", cmd_plan, "plan DEV... [--fd-pass] [--iommufd ID] [--id ID] [--allow-mismatch]",
      "Show where each device would go (host SMMU, chosen vSMMU, root port, and why) and the exact QMP\n"
-     "commands attach would send. Changes nothing. Refusals exit 2 with the reason.\n"},
+     "commands attach would send, in order, as compact JSON (getfd steps name the file passed). Changes\n"
+     "nothing. DEV is a PCI address or @FILE (libvirt <hostdev> XML); host facts are read under --sysfs and\n"
+     "fd paths under --dev. The options mean what they mean for attach. --json: docs/plan-json.md.\n"
+     "Exit 0 planned, 2 bad input or refused (the planner's reason), 3 QEMU unreachable or unreadable.\n"},
     {"attach", cmd_attach, "attach DEV... [--fd-pass] [--iommufd ID] [--id ID] [--allow-mismatch]",
      "Plug host PCI devices (bound to vfio-pci) into the VM as one transaction: the iommufd object if missing\n"
      "(reused if present), then one device_add vfio-pci per device on a free root port behind the vSMMU that\n"
