@@ -172,6 +172,21 @@ static void add_iommufd_object(const struct smmu_qemu *q)
     close(fd);
 }
 
+/* Send each command line in its own session-less sequence on one connection; every reply must be a return. */
+static void raw_commands(const struct smmu_qemu *q, const char *const *lines)
+{
+    int fd = smmu_qemu_connect(q);
+    assert_true(fd >= 0);
+    assert_non_null(strstr(raw_line(fd), "\"QMP\""));
+    assert_non_null(strstr(raw_cmd(fd, "{\"execute\":\"qmp_capabilities\"}\n", -1), "\"return\""));
+    for (int i = 0; lines[i]; i++) {
+        char *r = raw_cmd(fd, lines[i], -1);
+        if (!strstr(r, "\"return\""))
+            fail_msg("%s -> %s", lines[i], r);
+    }
+    close(fd);
+}
+
 /* ---- running smmuctl ---- */
 
 struct vm {
@@ -407,6 +422,45 @@ static void test_q35_no_vsmmu(void **state)
     vm_stop(&vm);
 }
 
+/* Devices hot-plugged at run time are occupants too: a named one, and one without an id. */
+static void test_a64_hotplugged_occupants(void **state)
+{
+    struct argv_buf a;
+    struct vm vm;
+    struct smmu_run r;
+    (void)state;
+    a64_args(&a);
+    vm_start(&vm, "aarch64", &a);
+    raw_commands(vm.q, (const char *const[]){
+        "{\"execute\":\"netdev_add\",\"arguments\":{\"type\":\"user\",\"id\":\"hn0\"}}\n",
+        "{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"e1000e\",\"netdev\":\"hn0\",\"bus\":\"rp1b\","
+        "\"addr\":\"0x0\",\"id\":\"nic0\"}}\n",
+        "{\"execute\":\"netdev_add\",\"arguments\":{\"type\":\"user\",\"id\":\"hn1\"}}\n",
+        "{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"e1000e\",\"netdev\":\"hn1\",\"bus\":\"rp0\","
+        "\"addr\":\"0x0\"}}\n",
+        NULL});
+    run_topology(&vm, true, NULL, &r);
+    json_t *o = parse_ok(&r, "topology");
+    json_t *rp1b = json_array_get(json_object_get(json_array_get(json_object_get(o, "vsmmus"), 0), "ports"), 1);
+    assert_string_equal(json_string_value(json_object_get(rp1b, "id")), "rp1b");
+    json_t *occ = json_object_get(rp1b, "occupant");
+    assert_string_equal(json_string_value(json_object_get(occ, "id")), "nic0");
+    assert_string_equal(json_string_value(json_object_get(occ, "driver")), "e1000e");
+    json_t *rp0 = json_array_get(json_object_get(o, "other_ports"), 0);
+    assert_string_equal(json_string_value(json_object_get(rp0, "id")), "rp0");
+    occ = json_object_get(rp0, "occupant");
+    assert_true(json_is_null(json_object_get(occ, "id"))); /* anonymous device */
+    assert_string_equal(json_string_value(json_object_get(occ, "driver")), "e1000e");
+    json_decref(o);
+    smmu_run_free(&r);
+    run_topology(&vm, false, NULL, &r);
+    assert_has(r.out, "2 vSMMUs, 6 root ports (2 free)");
+    assert_has(r.out, "rp1b         chassis 2 port 2  hotplug     nic0 (e1000e)");
+    assert_has(r.out, "rp0          chassis 8 port 8  hotplug     on pcie.0  anonymous device (e1000e)");
+    smmu_run_free(&r);
+    vm_stop(&vm);
+}
+
 /* QEMU gone: exit 3, and with --json one error object. */
 static void test_unreachable(void **state)
 {
@@ -437,6 +491,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_a64_json_matches_command_line, smmu_qemu_teardown),
         cmocka_unit_test_teardown(test_a64_text_tree, smmu_qemu_teardown),
+        cmocka_unit_test_teardown(test_a64_hotplugged_occupants, smmu_qemu_teardown),
         cmocka_unit_test_teardown(test_q35_no_vsmmu, smmu_qemu_teardown),
         cmocka_unit_test_teardown(test_unreachable, smmu_qemu_teardown),
     };
