@@ -525,6 +525,43 @@ static void test_cli_plan_refused(void **state)
     cli_finish(&c, true);
 }
 
+/* --allow-mismatch reaches the planner: it relaxes the rule behind a non-accel vSMMU only. */
+static void test_cli_plan_allow_mismatch(void **state)
+{
+    struct cli_rig c;
+    struct smmu_run r;
+    (void)state;
+    /* non-accel (recorded VM): the second B device goes behind A's vSMMU, flagged */
+    cli_start(&c, A64);
+    cli_run(&c, &r, (const char *[]){"--allow-mismatch", "--json", "plan", "0009:01:00.0", "000a:01:00.0",
+                                     "000a:02:00.0", NULL});
+    json_t *o = run_json(&r, 0);
+    json_t *p2 = json_array_get(json_object_get(o, "placements"), 2);
+    assert_string_equal(json_string_value(json_object_get(p2, "vsmmu")), "smmuv3.1");
+    assert_string_equal(json_string_value(json_object_get(p2, "port")), "rp1b");
+    assert_true(json_is_true(json_object_get(p2, "mismatch")));
+    json_decref(o);
+    smmu_run_free(&r);
+    cli_finish(&c, true);
+    /* text marks it */
+    cli_start(&c, A64);
+    cli_run(&c, &r, (const char *[]){"--allow-mismatch", "plan", "0009:01:00.0", "000a:01:00.0", "000a:02:00.0", NULL});
+    assert_int_equal(r.status, 0);
+    assert_has(r.out, "000a:02:00.0 -> root port rp1b as hostdev-000a-02-00.0  [SMMU MISMATCH, --allow-mismatch]\n");
+    smmu_run_free(&r);
+    cli_finish(&c, true);
+
+    /* accel vSMMUs: never, even with the flag (smmuv3.1 is bound to S1 by hostdev0, smmuv3.2 fills up) */
+    cli_start(&c, ACCEL);
+    cli_run(&c, &r, (const char *[]){"--allow-mismatch", "--json", "plan", "000a:01:00.0", "000a:02:00.0", NULL});
+    o = run_json(&r, 2);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(o, "error"), "code")), "ENOSPC");
+    assert_has(json_string_value(json_object_get(json_object_get(o, "error"), "message")), "000a:02:00.0");
+    json_decref(o);
+    smmu_run_free(&r);
+    cli_finish(&c, true);
+}
+
 /* Bindings from the journal (when it exists) steer placement and show in topology. */
 static void test_cli_journal_bindings(void **state)
 {
@@ -651,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_cli_plan_xml),
         cmocka_unit_test(test_cli_plan_q35),
         cmocka_unit_test(test_cli_plan_refused),
+        cmocka_unit_test(test_cli_plan_allow_mismatch),
         cmocka_unit_test(test_cli_journal_bindings),
         cmocka_unit_test(test_cli_malformed),
         cmocka_unit_test(test_cli_usage_and_unreachable),
