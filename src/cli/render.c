@@ -89,6 +89,18 @@ static void render_port_line(FILE *out, const struct smmu_topology *t, size_t i,
     fputc('\n', out);
 }
 
+/* Does a vfio-pci device whose host is unknown (passed by fd) sit behind vSMMU v? Then "not bound" would be
+ * a guess: its binding is only known from the journal. */
+static bool render_unknown_host_behind(const struct smmu_topology *t, int v)
+{
+    for (size_t i = 0; i < t->n_vfio; i++) {
+        int p = t->vfio[i].rootport;
+        if (!t->vfio[i].host[0] && p >= 0 && (size_t)p < t->n_ports && t->ports[p].vsmmu == v)
+            return true;
+    }
+    return false;
+}
+
 static int render_name_width(const struct smmu_topology *t)
 {
     int w = 0;
@@ -120,7 +132,10 @@ void render_topology(FILE *out, const struct smmu_topology *t)
     for (size_t v = 0; v < t->n_vsmmus; v++) {
         const struct smmu_vsmmu *s = &t->vsmmus[v];
         fprintf(out, "\nvSMMU %s  identifier %d, accel %s, %s%s\n", s->id[0] ? s->id : s->path, s->identifier,
-                s->accel ? "on" : "off", s->bound_smmu[0] ? "bound to host SMMU " : "not bound to a host SMMU",
+                s->accel ? "on" : "off",
+                s->bound_smmu[0] ? "bound to host SMMU "
+                : render_unknown_host_behind(t, (int)v) ? "host SMMU unknown (a vfio-pci passed by fd sits behind it)"
+                                                        : "not bound to a host SMMU",
                 s->bound_smmu);
         fprintf(out, "`-- pxb-pcie %s  bus_nr ", s->pxb_id[0] ? s->pxb_id : s->primary_bus);
         if (s->bus_nr >= 0)

@@ -311,7 +311,8 @@ static void test_cli_topology_text_accel(void **state)
                       "`-- pxb-pcie pcie.1  bus_nr 252, NUMA node 0\n"
                       "    |-- rp1a  chassis 1 port 1  hotplug     hostdev0 (vfio-pci, host 0009:01:00.0, iommufd "
                       "iommufd0, cold-plugged)\n");
-    assert_has(r.out, "vSMMU smmuv3.2  identifier 1, accel on, not bound to a host SMMU\n"
+    assert_has(r.out, "vSMMU smmuv3.2  identifier 1, accel on, host SMMU unknown (a vfio-pci passed by fd sits "
+                      "behind it)\n"
                       "`-- pxb-pcie pcie.2  bus_nr 248, NUMA node 1\n"
                       "    |-- rp2a  chassis 3 port 3  hotplug     anonymous device (vfio-pci, host passed by fd, "
                       "iommufd iommufd0)\n");
