@@ -133,10 +133,11 @@ void render_topology(FILE *out, const struct smmu_topology *t)
         const struct smmu_vsmmu *s = &t->vsmmus[v];
         fprintf(out, "\nvSMMU %s  identifier %d, accel %s, %s%s\n", s->id[0] ? s->id : s->path, s->identifier,
                 s->accel ? "on" : "off",
-                s->bound_smmu[0] ? "bound to host SMMU "
-                : render_unknown_host_behind(t, (int)v) ? "host SMMU unknown (a vfio-pci passed by fd sits behind it)"
-                                                        : "not bound to a host SMMU",
-                s->bound_smmu);
+                !strncmp(s->bound_smmu, "unknown", 7) || (!s->bound_smmu[0] && render_unknown_host_behind(t, (int)v))
+                    ? "host SMMU unknown (a vfio-pci passed by fd sits behind it)"
+                : s->bound_smmu[0] ? "bound to host SMMU "
+                                   : "not bound to a host SMMU",
+                !strncmp(s->bound_smmu, "unknown", 7) ? "" : s->bound_smmu);
         fprintf(out, "`-- pxb-pcie %s  bus_nr ", s->pxb_id[0] ? s->pxb_id : s->primary_bus);
         if (s->bus_nr >= 0)
             fprintf(out, "%d", s->bus_nr);

@@ -93,6 +93,16 @@ int smmu_facts_gather(qmp_client *c, const char *sysfs_root, smmu_journal *j, st
                 goto oom;
         }
     }
+    /* A vfio-pci device passed by fd (no `host`) that the journal does not explain binds its vSMMU to a host
+     * SMMU nobody knows: never treat that vSMMU as free for another SMMU's devices. */
+    for (size_t i = 0; i < f->topo.n_vfio; i++) {
+        const struct smmu_vfio_dev *d = &f->topo.vfio[i];
+        char why[SMMU_ID_LEN + 64];
+        if (d->host[0] || d->rootport < 0)
+            continue;
+        snprintf(why, sizeof(why), "unknown (fd-passed vfio-pci %s)", d->id[0] ? d->id : d->path);
+        facts_bind(f, f->topo.ports[d->rootport].vsmmu, why);
+    }
     return 0;
 oom:
     smmu_facts_free(f);
