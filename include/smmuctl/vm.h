@@ -26,6 +26,11 @@ extern "C" {
  * command and path). */
 int smmu_vm_discover(qmp_client *c, struct smmu_topology *out, struct smmu_error *err);
 
+/* Flags for smmu_vm_discover_ex. */
+#define SMMU_VM_NO_QOM_LIST_GET 0x1u /* use the qom-list + qom-get path even when qom-list-get exists
+                                        (what QEMU < 10.1 forces; benchmarks and tests compare the two) */
+int smmu_vm_discover_ex(qmp_client *c, unsigned flags, struct smmu_topology *out, struct smmu_error *err);
+
 /* The property `name` of a qom-list-get style entry {"properties":[{"name","value","type"}…]}, or NULL. */
 json_t *smmu_vm_prop(json_t *props_entry, const char *name);
 

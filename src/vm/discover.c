@@ -472,12 +472,17 @@ static void vm_add_occupant(struct smmu_rootport *rp, json_t *e)
 
 int smmu_vm_discover(qmp_client *c, struct smmu_topology *t, struct smmu_error *err)
 {
+    return smmu_vm_discover_ex(c, 0, t, err);
+}
+
+int smmu_vm_discover_ex(qmp_client *c, unsigned flags, struct smmu_topology *t, struct smmu_error *err)
+{
     static const char *const bases[3] = {"/machine/peripheral", "/machine/peripheral-anon", "/objects"};
     struct vm_call *lists = calloc(3, sizeof(*lists));
     struct vm_obj *objs = NULL;
     size_t nobjs = 0, i, npaths = 0, *idx = NULL;
     json_t *paths = json_array(), *props = NULL, *bus_paths = json_array(), *bus_props = NULL;
-    bool use_list_get = true, used_list_get = false;
+    bool use_list_get = !(flags & SMMU_VM_NO_QOM_LIST_GET), used_list_get = false;
     int r;
     const struct qmp_greeting *g = qmp_client_greeting(c);
 
