@@ -14,7 +14,10 @@
  *   - feed() returns 0 or a negative errno (EPROTO, EMSGSIZE); a failure fills err with the same code and
  *     a message, and is sticky: later feeds return it again, with the same message, and emit nothing;
  *   - every split gives the same messages, the same outcome (code and message) and the same pending state;
- *     with the small cap the messages are a prefix of the default run's, and all of them when it succeeds.
+ *     with the small cap the messages are a prefix of the default run's, and all of them when it succeeds;
+ *   - it agrees with jansson alone (JSON_DISABLE_EOF_CHECK, value after value): the messages are the values
+ *     jansson reads, and the decoder succeeds with nothing pending exactly when jansson reads the whole
+ *     input as objects (unless an integer is too big for jansson: the decoder converts those on purpose).
  * Leaks are caught by ASan/LSan (fuzzer build, SMMUCTL_SANITIZE build) or valgrind (corpus replay). */
 #include <errno.h>
 #include <stdarg.h>
@@ -253,6 +256,69 @@ static void fz_all_splits(const uint8_t *data, size_t size, size_t max, uint64_t
     qmp_decoder_free(d);
 }
 
+/* The input read by jansson alone, object after object (the decoder's specification, independently). */
+struct fz_oracle {
+    char **dump;
+    size_t n;
+    int complete; /* every byte read: objects and whitespace only */
+    int too_big;  /* jansson refused an integer as too big: no comparison possible from there on */
+};
+
+static void fz_oracle_read(const uint8_t *data, size_t size, struct fz_oracle *o)
+{
+    size_t off = 0;
+    memset(o, 0, sizeof(*o));
+    for (;;) {
+        while (off < size && (data[off] == ' ' || data[off] == '\t' || data[off] == '\r' || data[off] == '\n'))
+            off++;
+        if (off == size) {
+            o->complete = 1;
+            return;
+        }
+        if (data[off] != '{')
+            return;
+        json_error_t jerr;
+        json_t *v = json_loadb((const char *)data + off, size - off, JSON_DISABLE_EOF_CHECK, &jerr);
+        if (!v) {
+            o->too_big = strstr(jerr.text, "too big") != NULL;
+            return;
+        }
+        FZ_CHECK(json_is_object(v) && jerr.position > 0 && (size_t)jerr.position <= size - off,
+                 "jansson read a value of %d bytes at %zu", jerr.position, off);
+        o->dump = fz_xrealloc(o->dump, (o->n + 1) * sizeof(*o->dump));
+        o->dump[o->n++] = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(v);
+        off += (size_t)jerr.position;
+    }
+}
+
+static void fz_oracle_free(struct fz_oracle *o)
+{
+    for (size_t i = 0; i < o->n; i++)
+        free(o->dump[i]);
+    free(o->dump);
+}
+
+static void fz_check_oracle(const struct fz_run *run, const uint8_t *data, size_t size)
+{
+    struct fz_oracle o;
+    fz_oracle_read(data, size, &o);
+    size_t common = run->n < o.n ? run->n : o.n;
+    for (size_t i = 0; i < common; i++)
+        FZ_CHECK(strcmp(run->dump[i], o.dump[i]) == 0, "message %zu: decoder %s, jansson %s", i + 1, run->dump[i],
+                 o.dump[i]);
+    if (!o.too_big) {
+        int ok = run->rc == 0 && !run->pending;
+        FZ_CHECK(ok == o.complete, "decoder %s (rc %d, pending %d, '%s'), jansson %s", ok ? "succeeded" : "failed",
+                 run->rc, run->pending, run->msg, o.complete ? "read it all" : "did not");
+        if (ok)
+            FZ_CHECK(run->n == o.n, "decoder %zu messages, jansson %zu", run->n, o.n);
+        else
+            FZ_CHECK(run->n == o.n, "decoder stopped after %zu messages, jansson after %zu", run->n, o.n);
+    }
+    fz_oracle_free(&o);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint64_t seed = fz_hash(data, size);
@@ -261,6 +327,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t cap = 16 + (size_t)(seed % 512u);
 
     fz_all_splits(data, size, 0, seed, &full);
+    fz_check_oracle(&full, data, size);
     fz_all_splits(data, size, cap, seed, &small);
 
     /* The cap only ever cuts a run short, at a frame over it. */
