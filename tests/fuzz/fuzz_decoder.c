@@ -17,7 +17,9 @@
  *     with the small cap the messages are a prefix of the default run's, and all of them when it succeeds;
  *   - it agrees with jansson alone (JSON_DISABLE_EOF_CHECK, value after value): the messages are the values
  *     jansson reads, and the decoder succeeds with nothing pending exactly when jansson reads the whole
- *     input as objects (unless an integer is too big for jansson: the decoder converts those on purpose).
+ *     input as objects (unless an integer is too big for jansson: the decoder converts those on purpose;
+ *     or the input holds a NUL byte: jansson skips a raw NUL right after a number or literal and then
+ *     reports a position one short, so value-after-value reading goes astray there).
  * Leaks are caught by ASan/LSan (fuzzer build, SMMUCTL_SANITIZE build) or valgrind (corpus replay). */
 #include <errno.h>
 #include <stdarg.h>
@@ -261,7 +263,7 @@ struct fz_oracle {
     char **dump;
     size_t n;
     int complete; /* every byte read: objects and whitespace only */
-    int too_big;  /* jansson refused an integer as too big: no comparison possible from there on */
+    int too_big;  /* jansson refused an integer as too big, or a NUL byte follows: no comparison from there */
 };
 
 static void fz_oracle_read(const uint8_t *data, size_t size, struct fz_oracle *o)
@@ -277,6 +279,10 @@ static void fz_oracle_read(const uint8_t *data, size_t size, struct fz_oracle *o
         }
         if (data[off] != '{')
             return;
+        if (memchr(data + off, 0, size - off)) { /* see the header: positions past a NUL are unreliable */
+            o->too_big = 1;
+            return;
+        }
         json_error_t jerr;
         json_t *v = json_loadb((const char *)data + off, size - off, JSON_DISABLE_EOF_CHECK, &jerr);
         if (!v) {
