@@ -6,7 +6,7 @@
 seed-qemu-*: what real QEMU 11.1.3 sent in each recorded session of SHARED_DIR/qemu11/transcripts (its S: lines,
 CRLF-terminated as on the wire), cut at a whole line after ~16 KiB so the fuzzer stays fast.
 seed-edge-*: hand-made streams for what the decoder must get right or refuse cleanly.
-Files not named seed-* (reproducers saved from fuzzing runs, crash-*, ...) are left alone.
+Files not named seed-* (fuzzed-*, crash-*, regress-*: see tests/fuzz/README.md) are left alone.
 """
 import os
 import pathlib
