@@ -24,7 +24,8 @@ typedef struct qmp_decoder qmp_decoder;
 
 /* One decoded message. `msg` is owned by the callee only if it json_incref()s it (the decoder drops its
  * reference after the callback). `raw`/`raw_len` is the message's exact text (without the separator).
- * Return 0 to go on, non-zero to stop feeding (feed then returns that value). */
+ * Return 0 to go on, non-zero to stop feeding (feed then returns that value). The rest of that chunk is
+ * discarded: stop only when the stream is being abandoned (the client does so when a callback closed it). */
 typedef int (*qmp_decoder_cb)(json_t *msg, const char *raw, size_t raw_len, void *payload);
 
 /* max_size 0 means QMP_MAX_MESSAGE. */

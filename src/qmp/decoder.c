@@ -216,6 +216,8 @@ int qmp_decoder_feed(qmp_decoder *d, const char *buf, size_t len, qmp_decoder_cb
                 return r;
             continue;
         }
+        if (c == '\0') /* never valid in JSON text; jansson would skip one after a number */
+            return decoder_fail(d, err, -EPROTO, "NUL byte at offset %zu of the message", d->len);
         if ((r = decoder_push(d, c, err)) < 0)
             return r;
         if (d->in_string) {

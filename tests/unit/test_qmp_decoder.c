@@ -287,6 +287,21 @@ static void test_bad_input(void **state)
     }
 }
 
+/* A raw NUL byte is never valid JSON text, not even after a number (where jansson would skip it). */
+static void test_nul_byte(void **state)
+{
+    (void)state;
+    static const char in[] = "{\"a\":1\0}";
+    qmp_decoder *d;
+    struct sink s = {0};
+    struct smmu_error e = SMMU_ERROR_INIT;
+    assert_int_equal(qmp_decoder_new(&d, 0), 0);
+    assert_int_equal(qmp_decoder_feed(d, in, sizeof(in) - 1, sink_cb, &s, &e), -EPROTO);
+    assert_non_null(strstr(e.message, "NUL byte at offset 6 of the message"));
+    assert_int_equal(s.n, 0);
+    qmp_decoder_free(d);
+}
+
 /* A message over the cap fails as soon as it passes the cap, without buffering the rest. */
 static void test_oversize(void **state)
 {
@@ -339,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_callback_stops_feed),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_oversize),
+        cmocka_unit_test(test_nul_byte),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
