@@ -594,8 +594,8 @@ static void test_exact_steps_fd_pass(void **state)
         "{\"fdname\":\"iommufd0-fd\"}",
         "{\"qom-type\":\"iommufd\",\"id\":\"iommufd0\",\"fd\":\"iommufd0-fd\"}",
         "{\"fdname\":\"hostdev-0009-01-00.0-cdev\"}",
-        "{\"driver\":\"vfio-pci\",\"fd\":\"hostdev-0009-01-00.0-cdev\",\"iommufd\":\"iommufd0\",\"bus\":\"rp1a\","
-        "\"addr\":\"0x0\",\"id\":\"hostdev-0009-01-00.0\"}",
+        ("{\"driver\":\"vfio-pci\",\"fd\":\"hostdev-0009-01-00.0-cdev\",\"iommufd\":\"iommufd0\",\"bus\":\"rp1a\","
+         "\"addr\":\"0x0\",\"id\":\"hostdev-0009-01-00.0\"}"),
     };
 
     tb_build(&T_TWO, &t);
