@@ -256,14 +256,15 @@ int smmu_txn_attach(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
     (void)f;
 
     memset(res, 0, sizeof(*res));
-    txn = attach_txn_new(p);
+    txn = attach_txn_new(p); /* our reference lives to the end: the journal drops its own when the txn closes */
     steps = json_object_get(txn, "steps");
     n = json_array_size(steps);
-    json_object_set_new(doc, "txn", txn);
+    json_object_set(doc, "txn", txn);
     if (txn_save(&t) < 0) {
         json_object_set_new(doc, "txn", json_null());
         res->outcome = SMMU_OUTCOME_ROLLED_BACK;
         attach_report(&t, txn, "not-started");
+        json_decref(txn);
         return -EIO;
     }
     for (size_t k = 0; k < n; k++) {
@@ -308,6 +309,7 @@ int smmu_txn_attach(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
     if (failed_at < 0) {
         attach_commit(&t, txn);
         attach_report(&t, txn, "done");
+        json_decref(txn);
         if (txn_save(&t) < 0) {
             res->outcome = SMMU_OUTCOME_INCOMPLETE;
             return -EIO;
@@ -315,7 +317,6 @@ int smmu_txn_attach(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
         res->outcome = SMMU_OUTCOME_DONE;
         return 0;
     }
-    json_incref(txn);
     res->outcome = txn_rollback_attach(&t, txn);
     attach_report(&t, txn, res->outcome == SMMU_OUTCOME_ROLLED_BACK ? "rolled-back" : "incomplete");
     json_decref(txn);

@@ -197,6 +197,8 @@ int smmu_txn_detach(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
         }
     }
     int fdst = 1;
+    char fd_id[SMMU_ID_LEN];
+    snprintf(fd_id, sizeof(fd_id), "%s", txn_step_str(json_object_get(doc, "iommufd"), "id"));
     if (!t.lost) {
         struct smmu_error e = SMMU_ERROR_INIT;
         fdst = txn_maybe_delete_iommufd(&t, f, gone, ngone, &e);
@@ -218,8 +220,7 @@ int smmu_txn_detach(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
     res->report = json_pack("{s:s,s:O,s:{s:s?,s:s}}", "outcome",
                             res->outcome == SMMU_OUTCOME_DONE ? "done"
                             : res->outcome == SMMU_OUTCOME_ROLLED_BACK ? "failed" : "incomplete",
-                            "devices", report_devs, "iommufd", "id",
-                            json_string_value(json_object_get(json_object_get(doc, "iommufd"), "id")), "action",
+                            "devices", report_devs, "iommufd", "id", fd_id[0] ? fd_id : NULL, "action",
                             fdst == 0 ? "deleted" : fdst == 2 ? "kept" : fdst == 1 ? "none" : "error");
     rc = res->outcome == SMMU_OUTCOME_DONE ? 0 : (res->error.code ? res->error.code : -EIO);
 done:
