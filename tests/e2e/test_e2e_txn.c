@@ -336,6 +336,11 @@ static void test_engine_attach_detach_nic(void **state)
 
     assert_int_equal(smmu_txn_attach(&g.c, g.j, &g.f, &p, &o, &res), 0);
     assert_int_equal(res.outcome, SMMU_OUTCOME_DONE);
+    assert_string_equal(json_string_value(json_object_get(res.report, "outcome")), "done");
+    json_t *rd = json_array_get(json_object_get(res.report, "devices"), 0);
+    assert_string_equal(json_string_value(json_object_get(rd, "id")), "nic0");
+    assert_string_equal(json_string_value(json_object_get(rd, "state")), "attached");
+    assert_string_equal(json_string_value(json_object_get(rd, "port")), "rp1a");
     smmu_result_fini(&res);
     engine_refresh(&g, e);
     int rp = smmu_topology_find_port(&g.f.topo, "rp1a");
