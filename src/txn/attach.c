@@ -139,7 +139,11 @@ static int attach_reconcile(struct txn_ctx *t, json_t *steps, size_t k)
     ex = txn_exists(t, path, &e);
     if (ex < 0)
         return ex;
-    attach_mark_consumed(steps, k); /* sent: QEMU consumed the fd name whatever happened */
+    /* It exists: QEMU ran the command and consumed the fd name. It does not: the command failed (name
+     * consumed) or never reached QEMU (a "sent" step of a killed smmuctl may not have been written):
+     * unknown, so the rollback probes with closefd, whose "not found" is then expected. */
+    if (ex)
+        attach_mark_consumed(steps, k);
     txn_step_state(step, ex ? "done" : "failed");
     return 0;
 }
@@ -211,8 +215,11 @@ enum smmu_outcome txn_rollback_attach(struct txn_ctx *t, json_t *txn)
             left |= !attach_undo_cmd(t, step, "object-del", json_pack("{s:s}", "id", name));
         } else if (!strcmp(kind, "getfd") && (txn_step_is(step, "done") || txn_step_is(step, "sent"))) {
             json_t *consumer = json_array_get(steps, (size_t)json_integer_value(json_object_get(step, "consumer")));
+            /* consumed: the consumer ran (done, or undone after running) or QEMU answered it (even with an
+             * error, FACTS). Not consumed: never sent. Unknown (failed without a reply): closefd probes. */
             bool consumed = json_is_true(json_object_get(step, "consumed")) ||
-                            (consumer && !txn_step_is(consumer, "planned"));
+                            (consumer && (txn_step_is(consumer, "done") || txn_step_is(consumer, "undone") ||
+                                          txn_step_is(consumer, "pending")));
             if (consumed) {
                 txn_step_state(step, "undone"); /* QEMU took the fd with the command: nothing to close */
                 continue;
