@@ -71,6 +71,10 @@ int smmu_topology_find_vsmmu(const struct smmu_topology *t, const char *id);
 int smmu_topology_find_vfio(const struct smmu_topology *t, const char *id);
 bool smmu_topology_has_iommufd(const struct smmu_topology *t, const char *id);
 
+/* Indices (into t->ports) of the ports behind vSMMU `want` — or, with want == -2, behind no known vSMMU —
+ * in display order (chassis, port, id). idx must have room for t->n_ports. Returns how many. */
+size_t smmu_topology_ports_of(const struct smmu_topology *t, int want, size_t *idx);
+
 /* The documented, stable JSON form (README "topology --json"). Returns a new reference. */
 json_t *smmu_topology_to_json(const struct smmu_topology *t);
 

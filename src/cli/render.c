@@ -40,35 +40,6 @@ static void render_occupant(FILE *out, const struct smmu_topology *t, const stru
     fputc(')', out);
 }
 
-static bool render_port_before(const struct smmu_topology *t, size_t a, size_t b)
-{
-    const struct smmu_rootport *pa = &t->ports[a], *pb = &t->ports[b];
-    if (pa->chassis != pb->chassis)
-        return pa->chassis < pb->chassis;
-    if (pa->port != pb->port)
-        return pa->port < pb->port;
-    int c = strcmp(pa->id, pb->id);
-    return c ? c < 0 : a < b;
-}
-
-/* Ports whose vsmmu == want (want -2: behind no known vSMMU), sorted like the JSON form. */
-static size_t render_ports_of(const struct smmu_topology *t, int want, size_t *idx)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < t->n_ports; i++) {
-        int v = t->ports[i].vsmmu;
-        bool other = v < 0 || (size_t)v >= t->n_vsmmus;
-        if (!(want == -2 ? other : v == want))
-            continue;
-        size_t k = n++;
-        while (k > 0 && render_port_before(t, i, idx[k - 1])) {
-            idx[k] = idx[k - 1];
-            k--;
-        }
-        idx[k] = i;
-    }
-    return n;
-}
 
 static void render_port_line(FILE *out, const struct smmu_topology *t, size_t i, const char *prefix, bool last,
                              int width, bool with_bus)
@@ -147,7 +118,7 @@ void render_topology(FILE *out, const struct smmu_topology *t)
             fprintf(out, ", NUMA node %d\n", s->numa_node);
         else
             fputs(", NUMA node unset\n", out);
-        n = render_ports_of(t, (int)v, idx);
+        n = smmu_topology_ports_of(t, (int)v, idx);
         if (n == 0)
             fputs("    (no root ports)\n", out);
         for (size_t k = 0; k < n; k++)
@@ -156,7 +127,7 @@ void render_topology(FILE *out, const struct smmu_topology *t)
     if (t->n_vsmmus == 0)
         fputs("\nNo vSMMU (arm-smmuv3): devices go to any free hotpluggable root port.\n", out);
 
-    n = render_ports_of(t, -2, idx);
+    n = smmu_topology_ports_of(t, -2, idx);
     fprintf(out, "\nRoot ports behind no vSMMU:%s\n", n ? "" : " none");
     for (size_t k = 0; k < n; k++)
         render_port_line(out, t, idx[k], "", k + 1 == n, width, true);

@@ -109,7 +109,7 @@ static bool topo_port_before(const struct smmu_topology *t, size_t a, size_t b)
 
 /* Indices of the ports for which vsmmu == want (or, with want == -2, those behind no known vSMMU), sorted.
  * Insertion sort: a VM has tens of ports, and qsort has no context argument (keeps this thread-safe). */
-static size_t topo_ports_of(const struct smmu_topology *t, int want, size_t *idx)
+size_t smmu_topology_ports_of(const struct smmu_topology *t, int want, size_t *idx)
 {
     size_t n = 0;
     for (size_t i = 0; i < t->n_ports; i++) {
@@ -156,7 +156,7 @@ json_t *smmu_topology_to_json(const struct smmu_topology *t)
         json_object_set_new(o, "bus_nr", topo_int_or_null(s->bus_nr));
         json_object_set_new(o, "numa_node", topo_int_or_null(s->numa_node));
         json_object_set_new(o, "bound_smmu", topo_str_or_null(s->bound_smmu));
-        size_t n = topo_ports_of(t, (int)v, idx);
+        size_t n = smmu_topology_ports_of(t, (int)v, idx);
         for (size_t k = 0; k < n; k++)
             json_array_append_new(ports, topo_port_to_json(t, idx[k], false));
         json_object_set_new(o, "ports", ports);
@@ -165,7 +165,7 @@ json_t *smmu_topology_to_json(const struct smmu_topology *t)
     json_object_set_new(root, "vsmmus", vsmmus);
 
     if (t) {
-        size_t n = topo_ports_of(t, -2, idx);
+        size_t n = smmu_topology_ports_of(t, -2, idx);
         for (size_t k = 0; k < n; k++)
             json_array_append_new(other, topo_port_to_json(t, idx[k], true));
     }
