@@ -23,7 +23,6 @@ enum {
 struct cli {
     /* global options */
     const char *qmp_addr;
-    const char *server;
     const char *vm;
     const char *state_dir;
     const char *sysfs;
@@ -36,7 +35,6 @@ struct cli {
     bool fd_pass, allow_mismatch, no_wait;
     const char *iommufd_id, *device_id;
     double unplug_timeout_s;
-    const char **listen; size_t n_listen;
     /* command and its arguments */
     const char *command;
     char **args;

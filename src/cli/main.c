@@ -117,7 +117,7 @@ static int command_help(const char *name)
 
 enum {
     OPT_VM = 1000, OPT_STATE_DIR, OPT_SYSFS, OPT_DEV, OPT_TIMEOUT, OPT_JSON, OPT_RECORD, OPT_QUIET,
-    OPT_FD_PASS, OPT_IOMMUFD, OPT_ID, OPT_ALLOW_MISMATCH, OPT_UNPLUG_TIMEOUT, OPT_NO_WAIT, OPT_LISTEN,
+    OPT_FD_PASS, OPT_IOMMUFD, OPT_ID, OPT_ALLOW_MISMATCH, OPT_UNPLUG_TIMEOUT, OPT_NO_WAIT,
 };
 
 static const struct option long_opts[] = {
@@ -140,7 +140,6 @@ static const struct option long_opts[] = {
     {"allow-mismatch", no_argument, NULL, OPT_ALLOW_MISMATCH},
     {"unplug-timeout", required_argument, NULL, OPT_UNPLUG_TIMEOUT},
     {"no-wait", no_argument, NULL, OPT_NO_WAIT},
-    {"listen", required_argument, NULL, OPT_LISTEN},
     {NULL, 0, NULL, 0},
 };
 
@@ -164,7 +163,6 @@ static int check_option_scope(struct cli *cli, int opt, const char *optname)
     static const struct { int opt; const char *cmds; } scope[] = {
         {OPT_FD_PASS, " attach plan "}, {OPT_IOMMUFD, " attach plan "}, {OPT_ID, " attach plan "},
         {OPT_ALLOW_MISMATCH, " attach plan "}, {OPT_UNPLUG_TIMEOUT, " detach "}, {OPT_NO_WAIT, " detach "},
-        {OPT_LISTEN, " serve "},
     };
     for (size_t i = 0; i < sizeof(scope) / sizeof(scope[0]); i++) {
         if (scope[i].opt != opt)
@@ -186,7 +184,6 @@ int main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     cli.qmp_addr = getenv("SMMUCTL_QMP");
-    cli.server = getenv("SMMUCTL_SERVER");
     cli.state_dir = getenv("SMMUCTL_STATE_DIR");
     if (!cli.state_dir || !*cli.state_dir)
         cli.state_dir = "/run/smmuctl";
@@ -200,7 +197,9 @@ int main(int argc, char **argv)
         const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
         switch (opt) {
         case 'q': cli.qmp_addr = optarg; break;
-        case 'S': cli.server = optarg; break;
+        case 'S':
+            return cli_usage_error(&cli, NULL, "--server: the smmuctl serve daemon is not part of this version; "
+                                   "use --qmp to talk to QEMU directly");
         case OPT_VM: cli.vm = optarg; break;
         case OPT_STATE_DIR: cli.state_dir = optarg; break;
         case OPT_SYSFS: cli.sysfs = optarg; break;
@@ -229,14 +228,6 @@ int main(int argc, char **argv)
                                        optarg);
             break;
         case OPT_NO_WAIT: cli.no_wait = true; break;
-        case OPT_LISTEN: {
-            const char **nl = realloc(cli.listen, (cli.n_listen + 1) * sizeof(*nl));
-            if (!nl)
-                return EXIT_FAILED;
-            cli.listen = nl;
-            cli.listen[cli.n_listen++] = optarg;
-            break;
-        }
         case ':':
             return cli_usage_error(&cli, NULL, "option %s needs a value (see smmuctl --help)", name);
         default:
@@ -291,6 +282,5 @@ int main(int argc, char **argv)
     event_base_free(cli.base);
     if (cli.record)
         fclose(cli.record);
-    free(cli.listen);
     return r;
 }
