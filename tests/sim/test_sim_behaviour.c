@@ -407,7 +407,7 @@ static void test_unplug_pending_and_guest_error(void **state)
 static void test_accel_violation(void **state)
 {
     struct fx *f = fx_new(NULL);
-    json_t *d, *v;
+    json_t *d, *v, *e;
     (void)state;
     add_iommufd(f);
     expect_ok(f, ADD_A); /* binds smmuv3.1 to SMMU A */
@@ -426,9 +426,13 @@ static void test_accel_violation(void **state)
     json_decref(d);
     /* a non-accel vSMMU never records one */
     expect_ok(f, "{\"execute\":\"device_del\",\"arguments\":{\"id\":\"hostdev0\"}}");
-    assert_non_null(simh_qmp_wait_event(f->fd, "DEVICE_DELETED", "hostdev0", T));
+    e = simh_qmp_wait_event(f->fd, "DEVICE_DELETED", "hostdev0", T);
+    assert_non_null(e);
+    json_decref(e);
     expect_ok(f, "{\"execute\":\"device_del\",\"arguments\":{\"id\":\"hostdev1\"}}");
-    assert_non_null(simh_qmp_wait_event(f->fd, "DEVICE_DELETED", "hostdev1", T));
+    e = simh_qmp_wait_event(f->fd, "DEVICE_DELETED", "hostdev1", T);
+    assert_non_null(e);
+    json_decref(e);
     d = simh_dump(f->h);
     assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(d, "vsmmus"), 0), "bound_smmu")), "");
     json_decref(d);
