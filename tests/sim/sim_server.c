@@ -318,6 +318,21 @@ static void handle(struct conn *c, json_t *req, const char *perr)
         return;
     }
     if (f && f->kind == FAULT_FAIL) {
+        /* An injected failure stands for an error raised while QEMU executes the command: like every such
+         * error of object-add / device_add, it has already consumed a named fd passed as "fd" (FACTS). */
+        const char *fdname = json_string_value(json_object_get(args, "fd"));
+        if (fdname && (!strcmp(cmd, "object-add") || !strcmp(cmd, "device_add"))) {
+            char d[256];
+            int vfd = -1, fd = sim_fd_param(s, fdname, &vfd, d, sizeof(d));
+            if (fd >= 0 && vfd >= 0) {
+                if (!strcmp(cmd, "object-add")) {
+                    sim_keep_fd(s, fdname, "object-add (failed)", fd, vfd);
+                } else {
+                    close(fd);
+                    sim_vfd_release(s, vfd);
+                }
+            }
+        }
         SIM_ERR(&r, f->klass[0] ? f->klass : "GenericError", "%s", f->desc[0] ? f->desc : "injected failure");
         goto error;
     }
@@ -664,22 +679,27 @@ static void on_ctl_accept(evutil_socket_t lfd, short what, void *arg)
 
 /* ---- setup ---- */
 
+/* Listen on a unix socket that appears at `path` only once it accepts connections: bind a temporary
+ * name, listen, then rename into place — clients that poll for the path never see ECONNREFUSED. */
 static int listen_unix(const char *path, int backlog)
 {
     struct sockaddr_un a = { .sun_family = AF_UNIX };
+    char tmp[sizeof(a.sun_path) + 32];
     int fd;
-    if (strlen(path) >= sizeof(a.sun_path)) {
+    snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+    if (strlen(tmp) >= sizeof(a.sun_path)) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-    unlink(path);
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", tmp);
+    unlink(tmp);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, backlog) < 0) {
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, backlog) < 0 || rename(tmp, path) < 0) {
         int e = errno;
         close(fd);
+        unlink(tmp);
         errno = e;
         return -1;
     }
