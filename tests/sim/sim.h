@@ -93,6 +93,7 @@ struct sim_dev {
     int held_vfd;
     char netdev[SIM_ID_MAX];
     struct sim_dev *vsmmu;       /* vSMMU in front of it, if any */
+    int mac_index;               /* NICs: QEMU's default MAC counter */
     /* unplug */
     bool unplug_pending;
     int64_t unplug_expires_vms;  /* virtual ms; 0 = never expires */
@@ -178,6 +179,7 @@ struct sim {
     int unattached_next;         /* next /machine/unattached/device[N] for pxb hosts */
     int smmu_count;
     int mr_index;                /* smmuv3-iommu-memory-region counter (global in QEMU) */
+    int nic_count;
     struct sim_iommufd *iommufds;
     struct sim_netdev *netdevs;
     /* fds */

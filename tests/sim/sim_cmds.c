@@ -400,6 +400,15 @@ static void cmd_object_del(struct sim *s, json_t *args, struct sim_result *r)
     r->ret = json_object();
 }
 
+/* An iommufd object named by a link path: "iommufd0" (partial) or "/objects/iommufd0". */
+static struct sim_iommufd *iommufd_by_path(struct sim *s, const char *path)
+{
+    const char *id = !strncmp(path, "/objects/", 9) ? path + 9 : path;
+    if (path[0] == '/' && strncmp(path, "/objects/", 9))
+        return NULL;
+    return iommufd_by_id(s, id);
+}
+
 /* ---- netdevs ---- */
 
 static struct sim_netdev *netdev_by_id(struct sim *s, const char *id)
@@ -417,7 +426,7 @@ static void cmd_netdev_add(struct sim *s, json_t *args, struct sim_result *r)
     if (!check_args(args, spec, true, r))
         return;
     if (netdev_by_id(s, sarg(args, "id"))) {
-        SIM_ERR(r, "GenericError", "Duplicate ID '%s' for netdev", sarg(args, "id"));
+        SIM_ERR(r, "GenericError", "Duplicate ID '%s'", sarg(args, "id"));
         return;
     }
     n = calloc(1, sizeof(*n));
@@ -554,12 +563,8 @@ static void cmd_device_add(struct sim *s, json_t *args, struct sim_result *r)
     char desc[512];
     bool has_addr = false;
 
-    if (!jdrv) {
+    if (!json_is_string(jdrv)) { /* qdict_get_try_str: a non-string driver is a missing one */
         SIM_ERR(r, "GenericError", "Parameter 'driver' is missing");
-        return;
-    }
-    if (!json_is_string(jdrv)) {
-        SIM_ERR(r, "GenericError", "Invalid parameter type for 'driver', expected: string");
         return;
     }
     drv = json_string_value(jdrv);
@@ -632,11 +637,17 @@ static void cmd_device_add(struct sim *s, json_t *args, struct sim_result *r)
                 continue;
             }
             if (!strcmp(k, "iommufd")) {
-                if (!sv || !iommufd_by_id(s, sv)) {
-                    SIM_ERR(r, "DeviceNotFound", "Device '%s' not found", sv ? sv : "");
+                /* a link property: resolved as a path of the right type (object_resolve_link) */
+                struct sim_iommufd *io = sv ? iommufd_by_path(s, sv) : NULL;
+                bool amb = false;
+                if (!io) {
+                    if (sv && (sim_resolve(s, sv, &amb) || amb))
+                        SIM_ERR(r, "GenericError", "Invalid parameter type for 'iommufd', expected: iommufd");
+                    else
+                        SIM_ERR(r, "DeviceNotFound", "Device '%s' not found", sv ? sv : "");
                     goto fail;
                 }
-                snprintf(tmp.iommufd, sizeof(tmp.iommufd), "%s", sv);
+                snprintf(tmp.iommufd, sizeof(tmp.iommufd), "%s", io->id);
                 continue;
             }
             if (!strcmp(k, "fd")) {
@@ -797,7 +808,7 @@ static void device_del(struct sim_srv *srv, struct sim *s, json_t *args, struct 
         return;
     }
     if (o->kind != OBJ_DEV) {
-        SIM_ERR(r, "GenericError", "%s is not a hotpluggable device", id);
+        SIM_ERR(r, "GenericError", "%s is not a device", id);
         return;
     }
     d = o->dev;

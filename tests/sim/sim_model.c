@@ -44,7 +44,8 @@ static const struct cprop cp_vfio[] = {
     DEV_COMMON, PCI_COMMON, {"host", "str"}, {"sysfsdev", "str"}, {"iommufd", "link<iommufd>"},
     {"fd", "string"}, {NULL, NULL}};
 static const struct cprop cp_e1000e[] = {
-    DEV_COMMON, PCI_COMMON, {"mac", "str"}, {"netdev", "str"}, {NULL, NULL}};
+    DEV_COMMON, PCI_COMMON, {"subsys", "uint16"}, {"subsys_ven", "uint16"}, {"netdev", "str"}, {"init-vet", "bool"},
+    {"disable_vnet_hdr", "uint8"}, {"migrate-timadj", "bool"}, {"mac", "str"}, {NULL, NULL}};
 static const struct cprop cp_pci[] = {DEV_COMMON, PCI_COMMON, {NULL, NULL}};
 static const struct cprop cp_pxbhost[] = {
     DEV_COMMON, {"bypass-iommu", "bool"}, {"x-config-reg-migration-enabled", "bool"}, {NULL, NULL}};
@@ -342,6 +343,20 @@ int sim_machine_init(struct sim *s, bool q35)
     s->root_bus = bus_new(s, "pcie.0", BUS_ROOT, q35 ? "/machine/q35/pcie.0" : "/machine/unattached/device[5]/pcie.0",
                           "PCIE");
     s->root_bus->hotpluggable = false;
+    /* the machine's own devices on pcie.0 (their child[N] links come first) */
+    sim_obj_set(s->root_bus->obj, "hotplug-handler", "link<hotplug-handler>",
+                json_string(q35 ? "/machine/unattached/device[2]" : ""));
+    if (q35) {
+        sim_obj_set(s->root_bus->obj, "child[0]", "link<mch>", json_string("/machine/q35/mch"));
+        sim_obj_set(s->root_bus->obj, "child[1]", "link<ICH9-LPC>", json_string("/machine/unattached/device[2]"));
+        sim_obj_set(s->root_bus->obj, "child[2]", "link<ich9-ahci>", json_string("/machine/unattached/device[12]"));
+        sim_obj_set(s->root_bus->obj, "child[3]", "link<ICH9-SMB>", json_string("/machine/unattached/device[13]"));
+        s->root_bus->max_index = 4;
+    } else {
+        sim_obj_set(s->root_bus->obj, "child[0]", "link<gpex-root>",
+                    json_string("/machine/unattached/device[5]/gpex_root"));
+        s->root_bus->max_index = 1;
+    }
     /* the host bridge sits in slot 0 (and q35's ICH9 functions in slot 31) */
     s->root_bus->slots[0] = (struct sim_dev *)-1;
     if (q35)
@@ -426,7 +441,17 @@ void sim_dev_attach(struct sim *s, struct sim_dev *d, struct sim_bus *bus, int d
     snprintf(name, sizeof(name), "child[%d]", d->child_index);
     snprintf(v, sizeof(v), "link<%s>", d->driver);
     sim_obj_set(bus->obj, name, v, json_string(d->obj->path));
+    if (!strcmp(d->driver, "e1000e")) {
+        d->mac_index = s->nic_count++;
+        sim_obj_set(d->obj, "bootindex", "int32", json_integer(-1)); /* instance_init */
+    }
     add_mr(d, "bus master container[0]");
+    if (!strcmp(d->driver, "e1000e")) {
+        static const char *mrs[] = {"e1000e-mmio[0]", "e1000e-flash[0]", "e1000e-io[0]", "e1000e-msix[0]",
+                                    "msix-table[0]", "msix-pba[0]", "e1000e.rom[0]"};
+        for (size_t i = 0; i < sizeof(mrs) / sizeof(mrs[0]); i++)
+            add_mr(d, mrs[i]);
+    }
     if (bus->kind != BUS_ROOT && bus->kind != BUS_PXB)
         add_mr(d, "bus master[0]"); /* root-bus devices get it at machine-done */
 }
@@ -465,7 +490,7 @@ static json_t *pci_common_value(struct sim *s, const struct sim_dev *d, const ch
     if (!strcmp(n, "failover_pair_id")) return json_string("");
     if (!strcmp(n, "x-pcie-ext-tag")) return json_true();
     if (!strcmp(n, "addr")) return json_integer(d->devfn);
-    if (!strcmp(n, "romsize")) return json_integer(4294967295LL);
+    if (!strcmp(n, "romsize")) return json_integer(!strcmp(d->driver, "e1000e") ? 262144 : 4294967295LL);
     if (!strcmp(n, "x-pcie-lnksta-dllla")) return json_true();
     if (!strcmp(n, "rombar")) return json_integer(-1);
     if (!strcmp(n, "x-max-bounce-buffer-size")) return json_integer(4096);
@@ -474,7 +499,7 @@ static json_t *pci_common_value(struct sim *s, const struct sim_dev *d, const ch
     if (!strcmp(n, "sriov-pf")) return json_string("");
     if (!strcmp(n, "acpi-index")) return json_integer(0);
     if (!strcmp(n, "multifunction")) return json_false();
-    if (!strcmp(n, "romfile")) return json_string("");
+    if (!strcmp(n, "romfile")) return json_string(!strcmp(d->driver, "e1000e") ? "efi-e1000e.rom" : "");
     (void)s;
     return NULL;
 }
@@ -550,8 +575,14 @@ static json_t *class_value(struct sim *s, struct sim_obj *o, const char *n)
             if (!strcmp(n, "fd")) return NULL; /* write-only in QEMU */
         }
         if (!strcmp(d->driver, "e1000e")) {
-            if (!strcmp(n, "mac")) return json_string("52:54:00:12:34:56");
+            char mac[32];
+            snprintf(mac, sizeof(mac), "52:54:00:12:34:%02x", (0x56 + d->mac_index) & 0xff);
+            if (!strcmp(n, "mac")) return json_string(mac);
             if (!strcmp(n, "netdev")) return json_string(d->netdev);
+            if (!strcmp(n, "subsys")) return json_integer(0);
+            if (!strcmp(n, "subsys_ven")) return json_integer(32902);
+            if (!strcmp(n, "disable_vnet_hdr")) return json_integer(0);
+            return json_true(); /* init-vet, migrate-timadj */
         }
         return NULL;
     }
@@ -736,7 +767,8 @@ static void rp_realize(struct sim *s, struct sim_dev *d)
     d->sec_bus->owner = d;
     d->sec_bus->hotpluggable = d->hotplug;
     d->sec_bus->bus_nr = 0;
-    sim_obj_set(d->sec_bus->obj, "hotplug-handler", "link<hotplug-handler>", json_string(d->obj->path));
+    sim_obj_set(d->sec_bus->obj, "hotplug-handler", "link<hotplug-handler>",
+                json_string(s->q35 && d->parent_bus == s->root_bus ? "/machine/unattached/device[2]" : d->obj->path));
     sim_obj_set(d->obj, bname, "child<PCIE>", json_string(bp));
     for (size_t i = 0; i < sizeof(win) / sizeof(win[0]); i++)
         add_mr(d, win[i]);
@@ -894,6 +926,14 @@ void sim_machine_done(struct sim *s)
 {
     struct sim_bus *roots[64];
     int n = 0;
+    if (s->q35) { /* ACPI PCI hotplug numbers the bridges' buses, newest first */
+        int nports = 0, k = 0;
+        for (struct sim_bus *b = s->buses; b; b = b->next)
+            nports += b->kind == BUS_PORT;
+        for (struct sim_bus *b = s->buses; b; b = b->next)
+            if (b->kind == BUS_PORT)
+                sim_obj_set(b->obj, "acpi-pcihp-bsel", "uint32", json_integer(nports - 1 - k++));
+    }
     for (struct sim_bus *b = s->buses; b; b = b->next)
         if ((b->kind == BUS_ROOT || b->kind == BUS_PXB) && n < 64)
             roots[n++] = b;

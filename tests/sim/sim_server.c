@@ -359,8 +359,8 @@ static void handle(struct conn *c, json_t *req, const char *perr)
             json_array_foreach(en, i, e)
                 if (!json_is_string(e) || strcmp(json_string_value(e), "oob")) {
                     if (json_is_string(e))
-                        SIM_ERR(&r, "GenericError", "Parameter 'enable[%zu]' does not accept value '%s'", i,
-                                json_string_value(e));
+                        SIM_ERR(&r, "GenericError", "Parameter 'null' does not accept value '%s'",
+                                json_string_value(e)); /* sic: QEMU 11 names no member here */
                     else
                         SIM_ERR(&r, "GenericError", "Invalid parameter type for 'enable[%zu]', expected: string", i);
                     goto error;
