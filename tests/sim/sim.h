@@ -231,6 +231,9 @@ json_t *sim_qom_values(struct sim *s, struct sim_obj *o);
 void sim_dev_attach(struct sim *s, struct sim_dev *d, struct sim_bus *bus, int devfn);
 void sim_dev_remove(struct sim *s, struct sim_dev *d);
 struct sim_dev *sim_dev_new(struct sim *s, const char *driver, const char *id);
+/* A PCI device registered at (bus, devfn) behind a vSMMU gets its IOMMU address space (a memory region
+ * named with QEMU's global counter) — also when its realize fails later (vfio errors). */
+void sim_bus_as(struct sim *s, struct sim_bus *bus, int devfn);
 /* The vSMMU whose primary bus is this device's root bus (through its root port), or NULL. */
 struct sim_dev *sim_vsmmu_for_bus(struct sim *s, struct sim_bus *bus);
 

@@ -559,7 +559,7 @@ static void cmd_device_add(struct sim *s, json_t *args, struct sim_result *r)
     json_t *v, *jdrv = json_object_get(args, "driver");
     struct sim_bus *bus;
     struct sim_dev *occupant, tmp;
-    int devfn = -1, fd = -1, vfd = -1;
+    int devfn = -1, fd = -1, vfd = -1, child_index;
     char desc[512];
     bool has_addr = false;
 
@@ -689,6 +689,9 @@ static void cmd_device_add(struct sim *s, json_t *args, struct sim_result *r)
         SIM_ERR(r, "GenericError", "Property '%s.%s' not found", drv, k);
         goto fail;
     }
+    /* qdev_realize puts the device on the bus (child[N], N = the bus's next index) before realizing it:
+     * a realize that fails still used up that N. */
+    child_index = bus->max_index++;
     /* realize: PCI slot checks (do_pci_register_device) */
     if (devfn < 0) {
         for (devfn = 0; devfn < 256 && bus->slots[devfn]; devfn += 8)
@@ -710,6 +713,8 @@ static void cmd_device_add(struct sim *s, json_t *args, struct sim_result *r)
                 bus->slots[0]->driver, drv);
         goto fail;
     }
+    /* registered on the bus: the IOMMU address space exists from here on, even if realize fails */
+    sim_bus_as(s, bus, devfn);
     if (!strcmp(drv, "vfio-pci")) {
         if (fd < 0 && !tmp.host[0]) {
             SIM_ERR(r, "GenericError", "No provided host device");
@@ -750,6 +755,7 @@ static void cmd_device_add(struct sim *s, json_t *args, struct sim_result *r)
     }
     {
         struct sim_dev *d = sim_dev_new(s, drv, id);
+        bus->max_index = child_index; /* sim_dev_attach takes this index */
         d->hotplugged = true;
         snprintf(d->host, sizeof(d->host), "%s", tmp.host);
         snprintf(d->host_smmu, sizeof(d->host_smmu), "%s", tmp.host_smmu);

@@ -30,7 +30,8 @@ static void usage(FILE *f)
         "  --unplug JSON               e.g. '{\"id\":\"h0\",\"mode\":\"event\",\"delay_ms\":20,\"before_reply\":true}'\n"
         "                              (mode: event, never, guest-error, auto; no id = default for all)\n"
         "  --dump-on-exit FILE         write the state dump on exit\n"
-        "  Ignored: -nodefaults -display X -accel X -m X -cpu X -smp X -bios X -L X -name X\n");
+        "  Ignored: -nodefaults -display X -accel X -m X -cpu X -smp X -bios X -L X -name X -numa X\n"
+        "           (pxb-pcie numa_node= is accepted without -numa, unlike QEMU)\n");
 }
 
 static int json_flag(struct sim *s, const char *txt, int (*fn)(struct sim *, json_t *, char *, size_t))
@@ -90,7 +91,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-device") || !strcmp(a, "-object") || !strcmp(a, "-netdev") || !strcmp(a, "--fault") ||
                  !strcmp(a, "--unplug") || !strcmp(a, "-display") || !strcmp(a, "-accel") || !strcmp(a, "-m") ||
                  !strcmp(a, "-cpu") || !strcmp(a, "-smp") || !strcmp(a, "-bios") || !strcmp(a, "-L") ||
-                 !strcmp(a, "-name") || !strcmp(a, "-monitor") || !strcmp(a, "-serial"))
+                 !strcmp(a, "-name") || !strcmp(a, "-monitor") || !strcmp(a, "-serial") ||
+                 !strcmp(a, "-numa") || !strcmp(a, "-object-ignored"))
             i++; /* second pass */
         else {
             fprintf(stderr, "qmp-sim: unknown argument '%s'\n", a);

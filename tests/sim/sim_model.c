@@ -49,8 +49,9 @@ static const struct cprop cp_e1000e[] = {
 static const struct cprop cp_pci[] = {DEV_COMMON, PCI_COMMON, {NULL, NULL}};
 static const struct cprop cp_pxbhost[] = {
     DEV_COMMON, {"bypass-iommu", "bool"}, {"x-config-reg-migration-enabled", "bool"}, {NULL, NULL}};
-static const struct cprop cp_pxbbus[] = {{"acpi_uid", "uint32"}, {"realized", "bool"}, {NULL, NULL}};
-static const struct cprop cp_bus[] = {{"realized", "bool"}, {NULL, NULL}};
+/* a bus's "realized" is an instance property (added at bus init, before its links) */
+static const struct cprop cp_pxbbus[] = {{"acpi_uid", "uint32"}, {NULL, NULL}};
+static const struct cprop cp_bus[] = {{NULL, NULL}};
 static const struct cprop cp_iommufd[] = {{"fd", "string"}, {NULL, NULL}};
 static const struct cprop cp_none[] = {{NULL, NULL}};
 
@@ -199,6 +200,7 @@ static struct sim_bus *bus_new(struct sim *s, const char *name, enum sim_bus_kin
     b->kind = kind;
     b->obj = sim_obj_new(s, path, type, OBJ_BUS);
     b->obj->bus = b;
+    sim_obj_set(b->obj, "realized", "bool", json_true());
     for (pp = &s->buses; *pp; pp = &(*pp)->next)
         ;
     *pp = b;
@@ -362,10 +364,10 @@ int sim_machine_init(struct sim *s, bool q35)
     if (q35)
         for (int f = 0; f < 8; f++)
             s->root_bus->slots[0xf8 + f] = (struct sim_dev *)-1;
-    o = s->o_objects;
+    o = s->o_objects; /* the monitor is created before the machine's RAM backend */
+    sim_obj_set(o, "compat_monitor0", "child<monitor-qmp>", json_string("/objects/compat_monitor0"));
     sim_obj_set(o, q35 ? "pc.ram" : "mach-virt.ram", "child<memory-backend-ram>",
                 json_string(q35 ? "/objects/pc.ram" : "/objects/mach-virt.ram"));
-    sim_obj_set(o, "compat_monitor0", "child<monitor-qmp>", json_string("/objects/compat_monitor0"));
     return 0;
 }
 
@@ -745,6 +747,12 @@ static void smmu_as_once(struct sim *s, struct sim_bus *bus, int devfn)
     snprintf(name, sizeof(name), "smmuv3-iommu-memory-region-%d-%d[0]", devfn, s->mr_index++);
     snprintf(v, sizeof(v), "%s/%s", smmu->obj->path, name);
     sim_obj_set(smmu->obj, name, "child<smmuv3-iommu-memory-region>", json_string(v));
+}
+
+void sim_bus_as(struct sim *s, struct sim_bus *bus, int devfn)
+{
+    if (bus && bus->kind == BUS_PORT)
+        smmu_as_once(s, bus, devfn);
 }
 
 void sim_endpoint_realized(struct sim *s, struct sim_dev *d);

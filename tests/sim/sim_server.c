@@ -260,6 +260,33 @@ static void reply(struct conn *c, json_t *id, struct sim_result *r)
     json_decref(m);
 }
 
+/* qmp_capabilities' arguments: {"enable": ["oob"]} at most. */
+static bool caps_args_ok(json_t *args, struct sim_result *r)
+{
+    json_t *en = args ? json_object_get(args, "enable") : NULL, *e, *av;
+    const char *ak;
+    size_t i;
+    if (args)
+        json_object_foreach(args, ak, av)
+            if (strcmp(ak, "enable")) {
+                SIM_ERR(r, "GenericError", "Parameter '%s' is unexpected", ak);
+                return false;
+            }
+    if (en && !json_is_array(en)) {
+        SIM_ERR(r, "GenericError", "Invalid parameter type for 'enable', expected: array");
+        return false;
+    }
+    json_array_foreach(en, i, e)
+        if (!json_is_string(e) || strcmp(json_string_value(e), "oob")) {
+            if (json_is_string(e)) /* sic: QEMU 11 names no member here */
+                SIM_ERR(r, "GenericError", "Parameter 'null' does not accept value '%s'", json_string_value(e));
+            else
+                SIM_ERR(r, "GenericError", "Invalid parameter type for 'enable[%zu]', expected: string", i);
+            return false;
+        }
+    return true;
+}
+
 static void handle(struct conn *c, json_t *req, const char *perr)
 {
     struct sim_srv *srv = c->srv;
@@ -341,36 +368,15 @@ static void handle(struct conn *c, json_t *req, const char *perr)
             SIM_ERR(&r, "CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'");
             goto error;
         }
-        {
-            json_t *en = args ? json_object_get(args, "enable") : NULL, *e;
-            size_t i;
-            const char *ak;
-            json_t *av;
-            if (args)
-                json_object_foreach(args, ak, av)
-                    if (strcmp(ak, "enable")) {
-                        SIM_ERR(&r, "GenericError", "Parameter '%s' is unexpected", ak);
-                        goto error;
-                    }
-            if (en && !json_is_array(en)) {
-                SIM_ERR(&r, "GenericError", "Invalid parameter type for 'enable', expected: array");
-                goto error;
-            }
-            json_array_foreach(en, i, e)
-                if (!json_is_string(e) || strcmp(json_string_value(e), "oob")) {
-                    if (json_is_string(e))
-                        SIM_ERR(&r, "GenericError", "Parameter 'null' does not accept value '%s'",
-                                json_string_value(e)); /* sic: QEMU 11 names no member here */
-                    else
-                        SIM_ERR(&r, "GenericError", "Invalid parameter type for 'enable[%zu]', expected: string", i);
-                    goto error;
-                }
-            c->oob = en && json_array_size(en) > 0;
-            c->negotiated = true;
-            r.ret = json_object();
-        }
+        if (!caps_args_ok(args, &r))
+            goto error;
+        c->oob = json_array_size(json_object_get(args, "enable")) > 0;
+        c->negotiated = true;
+        r.ret = json_object();
     } else if (!strcmp(cmd, "qmp_capabilities")) {
-        SIM_ERR(&r, "CommandNotFound", "Capabilities negotiation is already complete, command ignored");
+        /* the marshaller checks the arguments before the command says it is too late */
+        if (caps_args_ok(args, &r))
+            SIM_ERR(&r, "CommandNotFound", "Capabilities negotiation is already complete, command ignored");
         goto error;
     } else if (!sim_cmd_exists(cmd)) {
         SIM_ERR(&r, "CommandNotFound", "The command %s has not been found", cmd);
