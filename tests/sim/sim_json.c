@@ -180,24 +180,25 @@ static json_t *parse_string(struct pctx *c, const struct token *t)
 
 static json_t *parse_value(struct pctx *c);
 
+/* QEMU 11's parser messages (checked against real QEMU): "expecting key", "expecting ':'", "expecting
+ * value", "expected ',' or '}'", "expected ',' or ']'", "duplicate key" (at the value). */
 static int parse_pair(struct pctx *c, json_t *obj)
 {
-    struct token *peekt = peek(c), *t;
+    struct token *kt = peek(c), *t, *vt;
     json_t *key, *val;
-    if (!peekt) { perr(c, NULL, "premature EOI"); return -1; }
+    if (!kt) { perr(c, NULL, "premature EOI"); return -1; }
+    if (kt->type != T_STRING) { perr(c, kt, "expecting key"); return -1; }
     key = parse_value(c);
-    if (!key || !json_is_string(key)) {
-        perr(c, peekt, "key is not a string in object");
-        json_decref(key);
+    if (!key)
         return -1;
-    }
     t = pop(c);
     if (!t) { perr(c, NULL, "premature EOI"); json_decref(key); return -1; }
-    if (t->type != T_COLON) { perr(c, t, "missing : in object pair"); json_decref(key); return -1; }
+    if (t->type != T_COLON) { perr(c, t, "expecting ':'"); json_decref(key); return -1; }
+    vt = peek(c);
     val = parse_value(c);
-    if (!val) { perr(c, t, "Missing value in dict"); json_decref(key); return -1; }
+    if (!val) { json_decref(key); return -1; }
     if (json_object_get(obj, json_string_value(key))) {
-        perr(c, t, "duplicate key");
+        perr(c, vt, "duplicate key");
         json_decref(key);
         json_decref(val);
         return -1;
@@ -219,7 +220,7 @@ static json_t *parse_object(struct pctx *c)
     t = pop(c);
     if (!t) { perr(c, NULL, "premature EOI"); goto fail; }
     while (t->type != T_RCURLY) {
-        if (t->type != T_COMMA) { perr(c, t, "expected separator in dict"); goto fail; }
+        if (t->type != T_COMMA) { perr(c, t, "expected ',' or '}'"); goto fail; }
         if (parse_pair(c, obj) < 0) goto fail;
         t = pop(c);
         if (!t) { perr(c, NULL, "premature EOI"); goto fail; }
@@ -239,14 +240,14 @@ static json_t *parse_array(struct pctx *c)
     if (!t) { perr(c, NULL, "premature EOI"); goto fail; }
     if (t->type == T_RSQUARE) { pop(c); return arr; }
     v = parse_value(c);
-    if (!v) { perr(c, t, "expecting value"); goto fail; }
+    if (!v) goto fail;
     json_array_append_new(arr, v);
     t = pop(c);
     if (!t) { perr(c, NULL, "premature EOI"); goto fail; }
     while (t->type != T_RSQUARE) {
-        if (t->type != T_COMMA) { perr(c, t, "expected separator in list"); goto fail; }
+        if (t->type != T_COMMA) { perr(c, t, "expected ',' or ']'"); goto fail; }
         v = parse_value(c);
-        if (!v) { perr(c, t, "expecting value"); goto fail; }
+        if (!v) goto fail;
         json_array_append_new(arr, v);
         t = pop(c);
         if (!t) { perr(c, NULL, "premature EOI"); goto fail; }

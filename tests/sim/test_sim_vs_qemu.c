@@ -130,6 +130,31 @@ static void run_script(const char *arch, const char *const *qemu_args, const cha
             same(script[i - 1], a, b);
             json_decref(a);
             json_decref(b);
+        } else if (!strncmp(line, "RAWS ", 5)) { /* raw text, then everything up to a sentinel's reply */
+            const char *text = line + 5;
+            const char *sentinel = "{\"execute\":\"query-status\",\"id\":\"sentinel\"}";
+            json_t *la = json_array(), *lb = json_array();
+            int fds[2] = {qfd, sfd};
+            json_t *lists[2] = {la, lb};
+            for (int side = 0; side < 2; side++) {
+                assert_int_equal(simh_qmp_send(fds[side], text, -1), 0);
+                assert_int_equal(simh_qmp_send(fds[side], sentinel, -1), 0);
+                for (int k = 0; k < 64; k++) {
+                    json_t *m = simh_qmp_recv(fds[side], T);
+                    const char *id = json_string_value(json_object_get(m, "id"));
+                    if (!m)
+                        break;
+                    if (id && !strcmp(id, "sentinel")) {
+                        json_decref(m);
+                        break;
+                    }
+                    strip_ts(m);
+                    json_array_append_new(lists[side], m);
+                }
+            }
+            same(text, la, lb);
+            json_decref(la);
+            json_decref(lb);
         } else if (!strncmp(line, "RAW ", 4)) {
             int n = atoi(line + 4);
             const char *text = strchr(line + 4, ' ') + 1;
@@ -236,6 +261,29 @@ static void test_virt_plug_unplug_fds(void **state)
         "RAW 2 {\"execute\":\"query-status\",\"id\":1}{\"execute\":\"qmp_capabilities\",\"id\":[2]}",
         "RAW 1 {\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"foo\"]}}",
         "RAW 3 'a' nope {\"id\":{}}",
+        "RAWS {\"a\" 1}",
+        "RAWS {,}",
+        "RAWS [1,]",
+        "RAWS [1 2]",
+        "RAWS {\"a\":1,}",
+        "RAWS 1.5e x -y 01 .5",
+        "RAWS \"\\u00e9\" \"bad\\q\" \"\\ud800\" \"\\uzzzz\"",
+        "RAWS {\"execute\":\"query-status\",\"execute\":\"query-status\"}",
+        "RAWS {\"execute\":\"query-status\",\"exec-oob\":\"query-status\"}",
+        "RAWS ] } : ,",
+        "RAWS {\"execute\":\"query-status\",\"arguments\":{\"a\":1},\"id\":null}",
+        "RAWS {\"execute\":\"qom-get\",\"arguments\":{\"path\":\"/machine/peripheral/rp1a\"}}",
+        "RAWS {\"execute\":\"qom-list-get\",\"arguments\":{\"paths\":\"x\"}}",
+        "RAWS {\"execute\":\"qom-list-get\",\"arguments\":{\"paths\":[1]}}",
+        "RAWS {\"execute\":\"remove-fd\",\"arguments\":{\"fdset-id\":\"0\"}}",
+        "RAWS {\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"x\",\"y\":2}}",
+        "RAWS {\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"iommufd\",\"id\":\"x\",\"fd\":\"nofd\"}}",
+        "RAWS {\"execute\":\"device_add\",\"arguments\":{\"driver\":\"e1000e\",\"bus\":\"rp1a\",\"id\":\"z\",\"addr\":\"0x1\",\"netdev\":\"hn0\"}}",
+        "RAWS {\"execute\":\"device_add\",\"arguments\":{\"driver\":\"virtio-net-pci\",\"bus\":\"rp1a\",\"id\":\"vn\"}}",
+        "RAWS {\"execute\":\"device_del\",\"arguments\":{\"id\":\"smmuv3.1\"}}",
+        "RAWS {\"execute\":\"stop\"}",
+        "RAWS {\"execute\":\"cont\"}",
+        "RAWS {\"execute\":\"stop\"}",
         NULL};
     (void)state;
     run_script("aarch64", qargs, sargs, script);
