@@ -57,6 +57,7 @@ struct sim_srv {
     struct ctl *ctls;
     struct utimer *timers;
     bool quit;
+    const char *quit_reason; /* SHUTDOWN event's reason */
 };
 
 /* ---- output ---- */
@@ -205,6 +206,8 @@ void sim_srv_unplug_later(struct sim_srv *srv, const char *id, int delay_ms, boo
 
 void sim_srv_request_quit(struct sim_srv *srv)
 {
+    if (!srv->quit_reason)
+        srv->quit_reason = "host-qmp-quit";
     srv->quit = true;
     event_base_loopexit(srv->base, NULL);
 }
@@ -636,6 +639,7 @@ static void ctl_command(struct ctl *c, const char *line)
         res = json_pack("{s:b}", "ok", name != NULL);
     } else if (!strcmp(cmd, "quit")) {
         res = json_pack("{s:b}", "ok", 1);
+        srv->quit_reason = "host-signal"; /* as if the VM's manager had signalled it */
         sim_srv_request_quit(srv);
     } else {
         res = json_pack("{s:b,s:s}", "ok", 0, "error", "unknown cmd (dump, fault, clear-faults, unplug, advance, "
@@ -714,9 +718,11 @@ static int listen_unix(const char *path, int backlog)
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
+    struct sim_srv *srv = arg;
     (void)sig;
     (void)what;
-    sim_srv_request_quit(arg);
+    srv->quit_reason = "host-signal";
+    sim_srv_request_quit(srv);
 }
 
 int sim_srv_run(struct sim *s, const struct sim_srv_opts *opts)
@@ -754,8 +760,12 @@ int sim_srv_run(struct sim *s, const struct sim_srv_opts *opts)
         close(opts->ready_fd);
     }
     event_base_dispatch(srv.base);
-    if (srv.client) /* flush a final reply (e.g. to quit), best effort */
-        evbuffer_write(srv.client->out, srv.client->fd);
+    if (srv.client && !srv.client->dead) { /* QEMU says SHUTDOWN before it exits; flush, best effort */
+        sim_srv_event(&srv, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 0, "reason",
+                                                  srv.quit_reason ? srv.quit_reason : "host-signal"));
+        if (srv.client && !srv.client->dead)
+            evbuffer_write(srv.client->out, srv.client->fd);
+    }
 out:
     if (opts->dump_path) {
         json_t *d = sim_dump(s);
