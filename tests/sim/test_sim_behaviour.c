@@ -439,6 +439,54 @@ static void test_accel_violation(void **state)
     fx_free(f);
 }
 
+/* A cold-plugged vfio-pci binds its vSMMU at start; the standard topology helper builds the VM. */
+static void test_cold_vfio_binding(void **state)
+{
+    struct fakesys *fs = fakesys_new(NULL);
+    struct simh *h;
+    const char *extra[] = {"-device", "vfio-pci,host=0009:01:00.0,bus=rp1a,id=cold0", "--sysfs", NULL, "--dev-iommu",
+                           NULL};
+    json_t *d, *v;
+    int fd;
+    (void)state;
+    fakesys_add_dev(fs, &(struct fakesys_dev){ .bdf = "0009:01:00.0", .smmu = SMMU_A, .driver = "vfio-pci",
+                                               .group = "1", .cdev = "vfio1" });
+    fakesys_add_dev(fs, &(struct fakesys_dev){ .bdf = "0019:01:00.0", .smmu = SMMU_B, .driver = "vfio-pci",
+                                               .group = "2", .cdev = "vfio2" });
+    extra[3] = fakesys_root(fs);
+    assert_int_equal(simh_start_vm(&h, 2, 2, 1, extra), 0);
+    d = simh_dump(h);
+    v = json_array_get(json_object_get(d, "vsmmus"), 0);
+    assert_string_equal(json_string_value(json_object_get(v, "id")), "smmuv3.1");
+    assert_string_equal(json_string_value(json_object_get(v, "bound_smmu")), SMMU_A);
+    assert_int_equal(json_integer_value(json_object_get(v, "vfio_devices")), 1);
+    json_decref(d);
+    fd = simh_qmp_open(h);
+    {
+        json_t *r = simh_qmp_cmd(fd, "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"iommufd\",\"id\":\"io\"}}",
+                                 -1, T);
+        assert_non_null(json_object_get(r, "return"));
+        json_decref(r);
+        r = simh_qmp_cmd(fd, "{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"vfio-pci\",\"host\":\"0019:01:00.0\","
+                             "\"iommufd\":\"io\",\"bus\":\"rp1b\",\"id\":\"h\"}}", -1, T);
+        assert_non_null(json_object_get(r, "return"));
+        json_decref(r);
+        /* the cold device's unplug never completes without a guest */
+        r = simh_qmp_cmd(fd, "{\"execute\":\"device_del\",\"arguments\":{\"id\":\"cold0\"}}", -1, T);
+        assert_non_null(json_object_get(r, "return"));
+        json_decref(r);
+        r = simh_qmp_cmd(fd, "{\"execute\":\"device_del\",\"arguments\":{\"id\":\"cold0\"}}", -1, T);
+        assert_true(simh_is_error(r, "GenericError", "Device cold0 is already in the process of unplug"));
+        json_decref(r);
+    }
+    d = simh_dump(h);
+    assert_int_equal(json_array_size(json_object_get(d, "violations")), 1);
+    json_decref(d);
+    simh_qmp_close(fd);
+    assert_int_equal(simh_stop(h), 0);
+    fakesys_free(fs);
+}
+
 /* ---- faults ---- */
 
 static void test_faults(void **state)
@@ -556,6 +604,7 @@ int main(void)
         cmocka_unit_test(test_unplug_event_before_reply),
         cmocka_unit_test(test_unplug_pending_and_guest_error),
         cmocka_unit_test(test_accel_violation),
+        cmocka_unit_test(test_cold_vfio_binding),
         cmocka_unit_test(test_faults),
         cmocka_unit_test(test_second_client_waits),
         cmocka_unit_test(test_dump_on_exit),

@@ -143,6 +143,47 @@ fail:
     return rc;
 }
 
+const char *const *simh_topology(int nvsmmu, int ports, int accel)
+{
+    static char buf[64][96];
+    static const char *args[140];
+    int n = 0, b = 0, k = 1;
+    args[n++] = "-M";
+    args[n++] = "virt";
+    args[n++] = "-S";
+    for (int i = 1; i <= nvsmmu && b < 60; i++) {
+        snprintf(buf[b], sizeof(buf[b]), "pxb-pcie,id=pcie.%d,bus_nr=%d,bus=pcie.0,numa_node=%d", i,
+                 250 - 8 * (i - 1), (i - 1) / 2);
+        args[n++] = "-device";
+        args[n++] = buf[b++];
+        for (int p = 0; p < ports && b < 62; p++, k++) {
+            snprintf(buf[b], sizeof(buf[b]), "pcie-root-port,id=rp%d%c,bus=pcie.%d,chassis=%d,port=%d", i, 'a' + p,
+                     i, k, k);
+            args[n++] = "-device";
+            args[n++] = buf[b++];
+        }
+        snprintf(buf[b], sizeof(buf[b]), "arm-smmuv3,primary-bus=pcie.%d,id=smmuv3.%d,accel=%s", i, i,
+                 accel ? "on" : "off");
+        args[n++] = "-device";
+        args[n++] = buf[b++];
+    }
+    args[n] = NULL;
+    return args;
+}
+
+int simh_start_vm(struct simh **out, int nvsmmu, int ports, int accel, const char *const *extra)
+{
+    const char *const *topo = simh_topology(nvsmmu, ports, accel);
+    const char *argv_all[200];
+    int n = 0;
+    for (int i = 0; topo[i] && n < 190; i++)
+        argv_all[n++] = topo[i];
+    for (int i = 0; extra && extra[i] && n < 199; i++)
+        argv_all[n++] = extra[i];
+    argv_all[n] = NULL;
+    return simh_start(out, argv_all);
+}
+
 int simh_stop(struct simh *h)
 {
     struct simh **pp;

@@ -29,6 +29,14 @@ struct simh;
 /* Start qmp-sim with `args` (NULL-terminated, may be NULL) after its own --qmp/--control; returns once it
  * listens (bounded, ~10 s). 0 and *out, or negative errno with nothing left running. */
 int simh_start(struct simh **out, const char *const *args);
+/* A standard VM for tests, as qmp-sim arguments (NULL-terminated, static storage, valid until the next
+ * call): `nvsmmu` arm-smmuv3 smmuv3.<i> (accel=on when `accel`), each on its own pxb-pcie pcie.<i>
+ * (bus_nr 250-8(i-1), numa_node (i-1)/2) with `ports` root ports rp<i>a, rp<i>b, … (chassis = port = a running
+ * number), i from 1. Append your own (e.g. "--sysfs", root) with simh_start_vm. */
+const char *const *simh_topology(int nvsmmu, int ports, int accel);
+/* simh_start with simh_topology(nvsmmu, ports, accel) followed by `extra` (NULL-terminated, may be NULL). */
+int simh_start_vm(struct simh **out, int nvsmmu, int ports, int accel, const char *const *extra);
+
 /* SIGTERM to the PID, bounded wait, SIGKILL if needed, reap, remove the temp dir, free. Returns the
  * simulator's exit status (0 on a clean exit), -1 if it had to be killed. NULL: returns 0. */
 int simh_stop(struct simh *h);
