@@ -40,9 +40,43 @@ static const struct cprop cp_rp[] = {
 static const struct cprop cp_pxb[] = {
     DEV_COMMON, PCI_COMMON, {"bypass_iommu", "bool"}, {"bus_nr", "uint8"}, {"numa_node", "uint16"},
     {NULL, NULL}};
-static const struct cprop cp_vfio[] = {
-    DEV_COMMON, PCI_COMMON, {"host", "str"}, {"sysfsdev", "str"}, {"iommufd", "link<iommufd>"},
-    {"fd", "string"}, {NULL, NULL}};
+/* vfio-pci: QEMU's ~55 properties with their defaults, in qom-list order (from a64-05) */
+struct vprop {
+    const char *name, *type, *defval; /* defval: JSON text, NULL = none */
+};
+static const struct vprop vfio_props[] = {
+#include "sim_vfio_props.inc"
+    {NULL, NULL, NULL}};
+static struct cprop cp_vfio[80];
+
+static const struct cprop *vfio_class_props(void)
+{
+    static const struct cprop common[] = {DEV_COMMON};
+    if (!cp_vfio[0].name) {
+        size_t n = 0;
+        for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++)
+            cp_vfio[n++] = common[i];
+        for (size_t i = 0; vfio_props[i].name && n + 1 < sizeof(cp_vfio) / sizeof(cp_vfio[0]); i++) {
+            cp_vfio[n].name = vfio_props[i].name;
+            cp_vfio[n++].type = vfio_props[i].type;
+        }
+    }
+    return cp_vfio;
+}
+
+static json_t *vfio_default(const char *name)
+{
+    for (size_t i = 0; vfio_props[i].name; i++)
+        if (!strcmp(vfio_props[i].name, name)) {
+            const char *dv = vfio_props[i].defval;
+            if (dv)
+                return sim_json_loads(dv, strlen(dv));
+            if (!strcmp(vfio_props[i].type, "str"))
+                return json_string("");
+            return json_integer(!strcmp(name, "x-nv-gpudirect-clique") ? 255 : 0);
+        }
+    return NULL;
+}
 static const struct cprop cp_e1000e[] = {
     DEV_COMMON, PCI_COMMON, {"subsys", "uint16"}, {"subsys_ven", "uint16"}, {"netdev", "str"}, {"init-vet", "bool"},
     {"disable_vnet_hdr", "uint8"}, {"migrate-timadj", "bool"}, {"mac", "str"}, {NULL, NULL}};
@@ -62,7 +96,7 @@ static const struct cprop *class_props(const struct sim_obj *o)
         if (!strcmp(o->type, "arm-smmuv3")) return cp_smmu;
         if (!strcmp(o->type, "pcie-root-port")) return cp_rp;
         if (!strcmp(o->type, "pxb-pcie")) return cp_pxb;
-        if (!strcmp(o->type, "vfio-pci")) return cp_vfio;
+        if (!strcmp(o->type, "vfio-pci")) return vfio_class_props();
         if (!strcmp(o->type, "e1000e")) return cp_e1000e;
         return cp_pci;
     case OBJ_BUS: return !strcmp(o->type, "pxb-pcie-bus") ? cp_pxbbus : cp_bus;
@@ -447,6 +481,8 @@ void sim_dev_attach(struct sim *s, struct sim_dev *d, struct sim_bus *bus, int d
         d->mac_index = s->nic_count++;
         sim_obj_set(d->obj, "bootindex", "int32", json_integer(-1)); /* instance_init */
     }
+    if (!strcmp(d->driver, "vfio-pci"))
+        sim_obj_set(d->obj, "bootindex", "int32", json_integer(-1));
     add_mr(d, "bus master container[0]");
     if (!strcmp(d->driver, "e1000e")) {
         static const char *mrs[] = {"e1000e-mmio[0]", "e1000e-flash[0]", "e1000e-io[0]", "e1000e-msix[0]",
@@ -575,6 +611,7 @@ static json_t *class_value(struct sim *s, struct sim_obj *o, const char *n)
                 return json_string(p);
             }
             if (!strcmp(n, "fd")) return NULL; /* write-only in QEMU */
+            return vfio_default(n);
         }
         if (!strcmp(d->driver, "e1000e")) {
             char mac[32];
