@@ -867,6 +867,51 @@ void sim_cmd_device_gone(struct sim *s, struct sim_dev *d)
     }
 }
 
+/* ---- introspection, served from real QEMU 11.1.3 replies ---- */
+
+struct canned {
+    const char *cmd, *args, *reply;
+};
+static const struct canned canned[] = {
+#include "sim_canned.inc"
+    {NULL, NULL, NULL}};
+
+static bool canned_command(const char *name)
+{
+    for (const struct canned *c = canned; c->cmd; c++)
+        if (!strcmp(c->cmd, name))
+            return true;
+    return false;
+}
+
+/* The recorded reply for exactly these arguments; otherwise QEMU's answer for an unknown type. */
+static void cmd_canned(const char *name, json_t *args, struct sim_result *r)
+{
+    json_t *empty = json_object();
+    char *key = json_dumps(args ? args : empty, JSON_COMPACT | JSON_SORT_KEYS);
+    const char *tn = sarg(args, "typename");
+    json_decref(empty);
+    for (const struct canned *c = canned; c->cmd; c++)
+        if (!strcmp(c->cmd, name) && key && !strcmp(c->args, key)) {
+            json_t *m = sim_json_loads(c->reply, strlen(c->reply)), *e = json_object_get(m, "error");
+            if (e)
+                SIM_ERR(r, json_string_value(json_object_get(e, "class")), "%s",
+                        json_string_value(json_object_get(e, "desc")));
+            else
+                r->ret = json_incref(json_object_get(m, "return"));
+            json_decref(m);
+            free(key);
+            return;
+        }
+    free(key);
+    if (!strcmp(name, "qom-list-types"))
+        r->ret = json_array(); /* not recorded: nothing implements it, as far as the simulator knows */
+    else if (!strcmp(name, "qom-list-properties"))
+        SIM_ERR(r, "DeviceNotFound", "Class '%s' not found", tn ? tn : "");
+    else
+        SIM_ERR(r, "DeviceNotFound", "Device '%s' not found", tn ? tn : "");
+}
+
 /* ---- table ---- */
 
 static const char *const commands[] = {
@@ -877,6 +922,8 @@ static const char *const commands[] = {
 
 bool sim_cmd_exists(const char *name)
 {
+    if (canned_command(name))
+        return true;
     for (int i = 0; commands[i]; i++)
         if (!strcmp(commands[i], name))
             return true;
@@ -981,6 +1028,14 @@ void sim_cmd_execute(struct sim_srv *srv, struct sim *s, const char *name, json_
             r->ret = json_object();
             sim_srv_request_quit(srv);
         }
+    } else if (canned_command(name)) {
+        static const struct arg a_type[] = {{"typename", 's', true}, {0}};
+        static const struct arg a_types[] = {{"implements", 's', false}, {"abstract", 'b', false}, {0}};
+        const struct arg *spec = !strcmp(name, "qom-list-types") ? a_types
+                                 : (!strcmp(name, "query-qmp-schema") || !strcmp(name, "query-commands")) ? none
+                                                                                                           : a_type;
+        if (check_args(args, spec, false, r))
+            cmd_canned(name, args, r);
     } else if (!strcmp(name, "migrate-pause")) {
         SIM_ERR(r, "GenericError",
                 "migrate-pause is currently only supported during postcopy-active or postcopy-recover state");

@@ -53,8 +53,6 @@ static const struct exclusion exclusions[] = {
 /* Whole transcripts not replayed, and why. */
 static const struct exclusion skipped_files[] = {
     {"a64-03-query-pci-prelaunch.txt", NULL, "query-pci only (not modeled)"},
-    {"a64-05-device-properties.txt", NULL, "device-list-properties/qom-list-properties/qom-list-types not modeled"},
-    {"a64-05b-query-qmp-schema.txt", NULL, "query-qmp-schema not modeled"},
     {"a64-05c-schema-extract.txt", NULL, "schema extract, not a session"},
     {"a64-11-uefi-enumerated.txt", NULL, "needs firmware-numbered buses and query-pci"},
     {"a64-14-cmdline-errors.txt", NULL, "command-line errors, no QMP session"},
@@ -371,6 +369,8 @@ static void replay_file(const char *name)
 REPLAY(test_a64_01, "a64-01-greeting-capabilities.txt")
 REPLAY(test_a64_02, "a64-02-second-client.txt")
 REPLAY(test_a64_04, "a64-04-qom-topology.txt")
+REPLAY(test_a64_05, "a64-05-device-properties.txt")
+REPLAY(test_a64_05b, "a64-05b-query-qmp-schema.txt")
 REPLAY(test_a64_06, "a64-06-iommufd-object.txt")
 REPLAY(test_a64_07, "a64-07-vfio-pci-device-add.txt")
 REPLAY(test_a64_08, "a64-08-fd-passing.txt")
@@ -387,6 +387,7 @@ static void test_every_transcript_accounted(void **state)
 {
     static const char *replayed[] = {
         "a64-01-greeting-capabilities.txt", "a64-02-second-client.txt", "a64-04-qom-topology.txt",
+        "a64-05-device-properties.txt", "a64-05b-query-qmp-schema.txt",
         "a64-06-iommufd-object.txt", "a64-07-vfio-pci-device-add.txt", "a64-08-fd-passing.txt",
         "a64-09-device-add-placement-errors.txt", "a64-10-device-del-events.txt",
         "a64-12-malformed-json-and-ids.txt", "a64-13-oob.txt", "a64-15-topology-discovery.txt",
@@ -429,6 +430,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_transcript_accounted),
         cmocka_unit_test(test_a64_01), cmocka_unit_test(test_a64_02), cmocka_unit_test(test_a64_04),
+        cmocka_unit_test(test_a64_05), cmocka_unit_test(test_a64_05b),
         cmocka_unit_test(test_a64_06), cmocka_unit_test(test_a64_07), cmocka_unit_test(test_a64_08),
         cmocka_unit_test(test_a64_09), cmocka_unit_test(test_a64_10), cmocka_unit_test(test_a64_12),
         cmocka_unit_test(test_a64_13), cmocka_unit_test(test_a64_15), cmocka_unit_test(test_a64_16),
