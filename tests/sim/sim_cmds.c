@@ -867,6 +867,75 @@ void sim_cmd_device_gone(struct sim *s, struct sim_dev *d)
     }
 }
 
+/* ---- query-pci (virt, before firmware numbered the buses: what a64-03/a64-10 show) ---- */
+
+static json_t *pci_bridge_entry(const struct sim_dev *d, int busnr)
+{
+    return json_pack("{s:i,s:i,s:{s:{s:{s:i,s:I},s:{s:i,s:I},s:i,s:{s:i,s:i},s:i,s:i}},s:s,s:i,s:i,"
+                     "s:{s:i,s:s},s:{s:i,s:i},s:i,s:[{s:b,s:b,s:i,s:i,s:i,s:s}]}",
+                     "irq_pin", 1, "bus", busnr,
+                     "pci_bridge", "bus", "prefetchable_range", "limit", 1048575, "base", (json_int_t)4293918720LL,
+                     "memory_range", "limit", 1048575, "base", (json_int_t)4293918720LL, "secondary", 0,
+                     "io_range", "limit", 4095, "base", 61440, "number", 0, "subordinate", 0,
+                     "qdev_id", d->id, "irq", 0, "slot", d->devfn >> 3,
+                     "class_info", "class", 1540, "desc", "PCI bridge", "id", "device", 12, "vendor", 6966,
+                     "function", d->devfn & 7, "regions", "prefetch", 0, "mem_type_64", 0, "bar", 0, "size", 4096,
+                     "address", -1, "type", "memory");
+}
+
+static json_t *host_bridge_entry(const char *qdev_id, int slot, int device)
+{
+    return json_pack("{s:i,s:i,s:s,s:i,s:{s:i,s:s},s:{s:i,s:i,s:i,s:i},s:i,s:[]}", "irq_pin", 0, "bus", 0,
+                     "qdev_id", qdev_id, "slot", slot, "class_info", "class", 1536, "desc", "Host bridge", "id",
+                     "device", device, "subsystem-vendor", 6900, "vendor", 6966, "subsystem", 4352, "function", 0,
+                     "regions");
+}
+
+static void cmd_query_pci(struct sim *s, struct sim_result *r)
+{
+    json_t *out = json_array();
+    struct sim_bus *roots[64];
+    int n = 0;
+    if (s->q35) {
+        SIM_ERR(r, "GenericError", "query-pci is not simulated for q35");
+        json_decref(out);
+        return;
+    }
+    for (struct sim_bus *b = s->buses; b; b = b->next)
+        if (b->kind == BUS_PXB && n < 64)
+            roots[n++] = b;
+    /* expander root buses newest first, then pcie.0; bridges behind root ports are not numbered yet, so
+     * nothing behind a root port is listed */
+    for (int i = n; i >= 0; i--) {
+        struct sim_bus *b = i == n ? NULL : roots[i];
+        json_t *devs = json_array();
+        if (i == n)
+            continue;
+        for (int devfn = 0; devfn < 256; devfn++) {
+            struct sim_dev *d = b->slots[devfn];
+            if (d && d != (struct sim_dev *)-1 && !strcmp(d->driver, "pcie-root-port"))
+                json_array_append_new(devs, pci_bridge_entry(d, b->bus_nr));
+        }
+        json_array_append_new(out, json_pack("{s:i,s:o}", "bus", b->bus_nr, "devices", devs));
+    }
+    {
+        json_t *devs = json_array();
+        for (int devfn = 0; devfn < 256; devfn++) {
+            struct sim_dev *d = s->root_bus->slots[devfn];
+            if (!d)
+                continue;
+            if (d == (struct sim_dev *)-1)
+                json_array_append_new(devs, host_bridge_entry("", devfn >> 3, 8));
+            else if (!strcmp(d->driver, "pxb-pcie"))
+                json_array_append_new(devs, host_bridge_entry(d->id, devfn >> 3, 11));
+            else if (!strcmp(d->driver, "pcie-root-port"))
+                json_array_append_new(devs, pci_bridge_entry(d, 0));
+        }
+        json_array_append_new(out, json_pack("{s:i,s:o}", "bus", 0, "devices", devs));
+    }
+    r->ret = out;
+}
+
 /* ---- introspection, served from real QEMU 11.1.3 replies ---- */
 
 struct canned {
@@ -918,7 +987,7 @@ static const char *const commands[] = {
     "qmp_capabilities", "query-version", "query-status", "query-target", "query-name", "query-uuid",
     "qom-list", "qom-get", "qom-list-get", "getfd", "closefd", "add-fd", "remove-fd", "query-fdsets",
     "object-add", "object-del", "device_add", "device_del", "netdev_add", "netdev_del", "cont", "stop",
-    "quit", "migrate-pause", NULL};
+    "quit", "migrate-pause", "query-pci", NULL};
 
 bool sim_cmd_exists(const char *name)
 {
@@ -1028,6 +1097,9 @@ void sim_cmd_execute(struct sim_srv *srv, struct sim *s, const char *name, json_
             r->ret = json_object();
             sim_srv_request_quit(srv);
         }
+    } else if (!strcmp(name, "query-pci")) {
+        if (check_args(args, none, false, r))
+            cmd_query_pci(s, r);
     } else if (canned_command(name)) {
         static const struct arg a_type[] = {{"typename", 's', true}, {0}};
         static const struct arg a_types[] = {{"implements", 's', false}, {"abstract", 'b', false}, {0}};
