@@ -215,6 +215,8 @@ static void test_virt_plug_unplug_fds(void **state)
     const char *script[] = {
         "{\"execute\":\"query-status\"}",
         LISTGET_ALL,
+        "{\"execute\":\"query-pci\"}",
+        "{\"execute\":\"device-list-properties\",\"arguments\":{\"typename\":\"pxb-pcie\"}}",
         "{\"execute\":\"qom-list\",\"arguments\":{\"path\":\"/machine/peripheral/coldnic\"}}",
         /* fds and the iommufd object */
         "FD {\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"iommufd0-fd\"}}",
