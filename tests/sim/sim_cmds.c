@@ -906,11 +906,9 @@ static void cmd_query_pci(struct sim *s, struct sim_result *r)
             roots[n++] = b;
     /* expander root buses newest first, then pcie.0; bridges behind root ports are not numbered yet, so
      * nothing behind a root port is listed */
-    for (int i = n; i >= 0; i--) {
-        struct sim_bus *b = i == n ? NULL : roots[i];
+    for (int i = n - 1; i >= 0; i--) {
+        struct sim_bus *b = roots[i];
         json_t *devs = json_array();
-        if (i == n)
-            continue;
         for (int devfn = 0; devfn < 256; devfn++) {
             struct sim_dev *d = b->slots[devfn];
             if (d && d != (struct sim_dev *)-1 && !strcmp(d->driver, "pcie-root-port"))
