@@ -50,6 +50,7 @@ struct sim_bus {
     struct sim_dev *owner;       /* pxb or root port; NULL for pcie.0 */
     struct sim_dev *slots[256];  /* by devfn */
     int max_index;               /* next child[N] */
+    bool as_done[256];           /* IOMMU address space created for this devfn (QEMU caches it) */
     struct sim_obj *obj;
     struct sim_bus *next;
 };
@@ -234,6 +235,12 @@ struct sim_dev *sim_dev_new(struct sim *s, const char *driver, const char *id);
 /* A PCI device registered at (bus, devfn) behind a vSMMU gets its IOMMU address space (a memory region
  * named with QEMU's global counter) — also when its realize fails later (vfio errors). */
 void sim_bus_as(struct sim *s, struct sim_bus *bus, int devfn);
+/* A device realized on its bus: IOMMU address space behind a vSMMU. */
+void sim_endpoint_realized(struct sim *s, struct sim_dev *d);
+/* After the command line: cold-plugged vfio-pci devices bind their vSMMUs (host SMMU from --sysfs). */
+void sim_bind_cold_vfio(struct sim *s);
+/* A device is leaving: its vSMMU's binding ends with its last vfio-pci device. */
+void sim_cmd_device_gone(struct sim *s, struct sim_dev *d);
 /* The vSMMU whose primary bus is this device's root bus (through its root port), or NULL. */
 struct sim_dev *sim_vsmmu_for_bus(struct sim *s, struct sim_bus *bus);
 

@@ -537,10 +537,7 @@ static void bind_vsmmu(struct sim *s, struct sim_dev *d)
     v->vfio_count++;
 }
 
-void sim_endpoint_realized(struct sim *s, struct sim_dev *d);
-
 /* Cold-plugged vfio-pci devices bind their vSMMU too (called once after the command line). */
-void sim_bind_cold_vfio(struct sim *s);
 void sim_bind_cold_vfio(struct sim *s)
 {
     for (struct sim_dev *d = s->devs; d; d = d->next)
@@ -855,7 +852,6 @@ static void device_del(struct sim_srv *srv, struct sim *s, json_t *args, struct 
 }
 
 /* Called by the server when a device leaves: vSMMU binding ends with its last vfio-pci device. */
-void sim_cmd_device_gone(struct sim *s, struct sim_dev *d);
 void sim_cmd_device_gone(struct sim *s, struct sim_dev *d)
 {
     if (d->vsmmu && !strcmp(d->driver, "vfio-pci")) {

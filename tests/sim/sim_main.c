@@ -10,8 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-void sim_bind_cold_vfio(struct sim *s);
-
 static void usage(FILE *f)
 {
     fprintf(f,

@@ -762,25 +762,16 @@ static int first_free(struct sim_bus *b)
     return -1;
 }
 
-/* Per-(bus, devfn) IOMMU address-space bookkeeping lives here so QOM never sees it. */
-struct as_mark {
-    struct sim_bus *bus;
-    int devfn;
-};
-static struct as_mark as_marks[1024];
-static int n_as_marks;
-
 static void smmu_as_once(struct sim *s, struct sim_bus *bus, int devfn)
 {
     struct sim_dev *smmu = sim_vsmmu_for_bus(s, bus);
     char name[96], v[SIM_PATH_MAX + 96];
     if (!smmu)
         return;
-    for (int i = 0; i < n_as_marks; i++)
-        if (as_marks[i].bus == bus && as_marks[i].devfn == devfn)
-            return;
-    if (n_as_marks < 1024)
-        as_marks[n_as_marks++] = (struct as_mark){ bus, devfn };
+    /* one address space per (bus, devfn), cached for the VM's lifetime (unplug/replug reuses it) */
+    if (bus->as_done[devfn])
+        return;
+    bus->as_done[devfn] = true;
     snprintf(name, sizeof(name), "smmuv3-iommu-memory-region-%d-%d[0]", devfn, s->mr_index++);
     snprintf(v, sizeof(v), "%s/%s", smmu->obj->path, name);
     sim_obj_set(smmu->obj, name, "child<smmuv3-iommu-memory-region>", json_string(v));
@@ -792,7 +783,6 @@ void sim_bus_as(struct sim *s, struct sim_bus *bus, int devfn)
         smmu_as_once(s, bus, devfn);
 }
 
-void sim_endpoint_realized(struct sim *s, struct sim_dev *d);
 void sim_endpoint_realized(struct sim *s, struct sim_dev *d)
 {
     if (d->parent_bus && d->parent_bus->kind == BUS_PORT)

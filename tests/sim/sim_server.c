@@ -20,8 +20,6 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-void sim_cmd_device_gone(struct sim *s, struct sim_dev *d);
-
 struct conn {
     struct sim_srv *srv;
     int fd;
