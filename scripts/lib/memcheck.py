@@ -34,6 +34,7 @@ def list_tests(build_dir, labels):
         if props.get("DISABLED"):
             continue
         env = dict(os.environ)
+        env["SMMU_TEST_CLI_VALGRIND"] = "1"  # the smmuctl binary the tests run goes under valgrind too
         for kv in props.get("ENVIRONMENT", []):
             k, _, v = kv.partition("=")
             env[k] = v

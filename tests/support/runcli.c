@@ -167,6 +167,25 @@ int smmu_run_cli(struct smmu_run *r, const char *const *args, int timeout_ms)
     argv[0] = bin;
     for (size_t i = 0; i < n; i++)
         argv[i + 1] = args[i];
+    const char *vg = getenv("SMMU_TEST_CLI_VALGRIND");
+    if (vg && *vg && strcmp(vg, "0")) {
+        /* scripts/check's memcheck stage: smmuctl itself runs under valgrind too (errors and definite leaks
+         * exit 99, which no test expects) */
+        static const char *const pre[] = {"/usr/bin/valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+                                          "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite"};
+        const size_t np = sizeof(pre) / sizeof(pre[0]);
+        const char **vargv = calloc(n + 2 + np, sizeof(*vargv));
+        if (vargv) {
+            for (size_t i = 0; i < np; i++)
+                vargv[i] = pre[i];
+            for (size_t i = 0; i <= n; i++)
+                vargv[np + i] = argv[i];
+            int st = smmu_run_prog(r, pre[0], vargv, timeout_ms * 20);
+            free(vargv);
+            free(argv);
+            return st;
+        }
+    }
     int st = smmu_run_prog(r, bin, argv, timeout_ms);
     free(argv);
     return st;
