@@ -20,8 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,117 +27,20 @@
 #include <jansson.h>
 
 #include "support/fakesys.h"
+#include "support/sim_harness.h"
 #include "support/runcli.h"
 #include "support/testutil.h"
 
-/* ---- a small qmp-sim runner ---- */
-
-struct sim {
-    pid_t pid;
-    char dir[4096];
-    char qmp[4200], ctl[4200];
-};
-
-static const char *sim_binary(void)
-{
-    static char path[4096];
-    snprintf(path, sizeof(path), "%s/tests/sim/qmp-sim", SMMU_BINARY_DIR);
-    return path;
-}
-
-/* A VM with `nv` accel vSMMUs, each on its own pxb-pcie with `ports` root ports. */
-static void sim_start(struct sim *s, const char *dir, const char *sysfs, int nv, int ports, const char *const *extra)
-{
-    static char bufs[64][160];
-    const char *argv[160];
-    size_t n = 0;
-    int b = 0;
-    memset(s, 0, sizeof(*s));
-    snprintf(s->dir, sizeof(s->dir), "%s", dir);
-    snprintf(s->qmp, sizeof(s->qmp), "%s/sim.qmp", dir);
-    snprintf(s->ctl, sizeof(s->ctl), "%s/sim.ctl", dir);
-    unlink(s->qmp);
-    unlink(s->ctl);
-    argv[n++] = sim_binary();
-    argv[n++] = "--qmp"; argv[n++] = s->qmp;
-    argv[n++] = "--control"; argv[n++] = s->ctl;
-    argv[n++] = "--sysfs"; argv[n++] = sysfs;
-    argv[n++] = "--dev-iommu";
-    for (int v = 0; v < nv; v++) {
-        snprintf(bufs[b], 160, "pxb-pcie,id=pxb%d,bus_nr=%d,bus=pcie.0", v, 250 - 8 * v);
-        argv[n++] = "-device"; argv[n++] = bufs[b++];
-        for (int p = 0; p < ports; p++) {
-            snprintf(bufs[b], 160, "pcie-root-port,id=rp%d%c,bus=pxb%d,chassis=%d,port=%d", v, 'a' + p, v,
-                     1 + ports * v + p, 1 + ports * v + p);
-            argv[n++] = "-device"; argv[n++] = bufs[b++];
-        }
-        snprintf(bufs[b], 160, "arm-smmuv3,primary-bus=pxb%d,id=vsmmu%d,accel=on", v, v);
-        argv[n++] = "-device"; argv[n++] = bufs[b++];
-    }
-    for (size_t i = 0; extra && extra[i]; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    s->pid = fork();
-    assert_true(s->pid >= 0);
-    if (s->pid == 0) {
-        char log[4300];
-        snprintf(log, sizeof(log), "%s/sim.log", dir);
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 2000; i++) { /* ≤ 10 s */
-        if (access(s->ctl, F_OK) == 0 && access(s->qmp, F_OK) == 0)
-            return;
-        int st;
-        if (waitpid(s->pid, &st, WNOHANG) == s->pid)
-            fail_msg("qmp-sim exited (status %d) before listening; see %s/sim.log", st, dir);
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    fail_msg("qmp-sim did not start listening");
-}
-
-static json_t *sim_ctl(struct sim *s, const char *line)
-{
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    char buf[1 << 16];
-    size_t len = 0;
-    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", s->ctl);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-    assert_true(write(fd, line, strlen(line)) == (ssize_t)strlen(line));
-    assert_int_equal(write(fd, "\n", 1), 1);
-    while (len < sizeof(buf) - 1) {
-        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        if (memchr(buf, '\n', len))
-            break;
-    }
-    close(fd);
-    buf[len] = 0;
-    json_t *r = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
-    if (!r || !json_is_true(json_object_get(r, "ok")))
-        fail_msg("qmp-sim control '%s' failed: %s", line, buf);
-    return r;
-}
+/* ---- qmp-sim through the shared harness (tests/support/sim_harness.h) ---- */
 
 /* The state a rolled-back transaction must restore, as compact JSON. */
-static char *sim_state(struct sim *s)
+static char *sim_state(struct simh *h)
 {
-    json_t *r = sim_ctl(s, "{\"cmd\":\"dump\"}");
-    json_t *d = json_deep_copy(json_object_get(r, "dump"));
-    json_decref(r);
-    json_object_del(d, "kept_fds");   /* QEMU keeps consumed fds open itself (see the header) */
-    json_object_del(d, "commands");   /* counters */
-    json_object_del(d, "command_count");
-    json_object_del(d, "vclock_ms");    /* time passes */
+    json_t *d = simh_dump(h);
+    assert_non_null(d);
+    json_object_del(d, "kept_fds");      /* QEMU keeps consumed fds open itself (see the header) */
+    json_object_del(d, "command_count"); /* counters */
+    json_object_del(d, "vclock_ms");     /* time passes */
     char *out = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(d);
     return out;
@@ -168,30 +69,12 @@ static char *state_diff(const char *a, const char *b)
     return out;
 }
 
-static size_t sim_violations(struct sim *s)
+static size_t sim_violations(struct simh *h)
 {
-    json_t *r = sim_ctl(s, "{\"cmd\":\"dump\"}");
-    size_t n = json_array_size(json_object_get(json_object_get(r, "dump"), "violations"));
-    json_decref(r);
+    json_t *d = simh_dump(h);
+    size_t n = json_array_size(json_object_get(d, "violations"));
+    json_decref(d);
     return n;
-}
-
-static void sim_stop(struct sim *s)
-{
-    if (s->pid <= 0)
-        return;
-    kill(s->pid, SIGTERM);
-    for (int i = 0; i < 400; i++) {
-        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
-            s->pid = 0;
-            return;
-        }
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
-    s->pid = 0;
 }
 
 /* ---- the fixture: fake host with one device per host SMMU ---- */
@@ -206,7 +89,7 @@ struct env {
     char *tmp;
     struct fakesys *fs;
     char dev[4096], state[4096];
-    struct sim sim;
+    struct simh *sim;
 };
 
 static int env_setup(void **state)
@@ -230,7 +113,7 @@ static int env_setup(void **state)
 static int env_teardown(void **state)
 {
     struct env *e = *state;
-    sim_stop(&e->sim);
+    simh_stop(e->sim);
     fakesys_free(e->fs);
     smmu_test_rmtree(e->tmp);
     free(e->tmp);
@@ -242,14 +125,21 @@ static int env_teardown(void **state)
 static void scenario_begin(struct env *e, int nv, int ports, const char *const *extra)
 {
     static int seq;
-    sim_stop(&e->sim);
+    const char *args[16] = {"--sysfs", fakesys_root(e->fs), "--dev-iommu"};
+    size_t n = 3;
+    for (size_t i = 0; extra && extra[i]; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    simh_stop(e->sim);
+    e->sim = NULL;
     snprintf(e->state, sizeof(e->state), "%s/state%d", e->tmp, ++seq);
-    sim_start(&e->sim, e->tmp, fakesys_root(e->fs), nv, ports, extra);
+    if (simh_start_vm(&e->sim, nv, ports, 1, args) < 0)
+        fail_msg("cannot start qmp-sim");
 }
 
 static int smmuctl(struct env *e, struct smmu_run *r, const char *const *extra)
 {
-    const char *argv[48] = {"--qmp", e->sim.qmp, "--state-dir", e->state, "--vm", "vm", "--sysfs",
+    const char *argv[48] = {"--qmp", simh_qmp_path(e->sim), "--state-dir", e->state, "--vm", "vm", "--sysfs",
                             fakesys_root(e->fs), "--dev", e->dev, "--timeout", "1"};
     size_t n = 12;
     for (size_t i = 0; extra[i]; i++)
@@ -307,7 +197,7 @@ static const char *attach_args[2][8] = {
     {"--json", "attach", "--fd-pass", NULL},
 };
 
-static void run_attach(struct env *e, int n, bool fd_pass, struct smmu_run *r, const char *const *env_extra)
+static void run_attach(struct env *e, int n, bool fd_pass, struct smmu_run *r)
 {
     const char *argv[16];
     size_t a = 0;
@@ -316,7 +206,6 @@ static void run_attach(struct env *e, int n, bool fd_pass, struct smmu_run *r, c
     for (int i = 0; i < n; i++)
         argv[a++] = BDF[i];
     argv[a] = NULL;
-    (void)env_extra;
     smmuctl(e, r, argv);
 }
 
@@ -334,9 +223,9 @@ static void fault_matrix(struct env *e, int n, bool fd_pass)
                      "{\"kind\":\"%s\",\"command\":\"%s\",\"arg\":{\"%s\":\"%s\"},\"class\":\"GenericError\","
                      "\"desc\":\"injected\"}", kinds[f], steps[k].command, steps[k].key, steps[k].value);
             scenario_begin(e, 4, 2, (const char *[]){"--fault", fault, NULL});
-            char *before = sim_state(&e->sim);
+            char *before = sim_state(e->sim);
             struct smmu_run r;
-            run_attach(e, n, fd_pass, &r, NULL);
+            run_attach(e, n, fd_pass, &r);
             if (r.status != 1)
                 fail_msg("%s: exit %d, want 1\nstdout: %s\nstderr: %s", what, r.status, r.out, r.err);
             json_t *o = smmu_run_json(&r);
@@ -346,11 +235,11 @@ static void fault_matrix(struct env *e, int n, bool fd_pass)
                                  "injected"))
                 fail_msg("%s: QEMU's error not reported: %s", what, r.out);
             json_decref(o);
-            char *after = sim_state(&e->sim);
+            char *after = sim_state(e->sim);
             if (strcmp(before, after))
                 fail_msg("%s: QEMU is not as before:%s\nstdout: %s", what, state_diff(before, after), r.out);
             assert_journal_closed(e, what);
-            assert_int_equal(sim_violations(&e->sim), 0);
+            assert_int_equal(sim_violations(e->sim), 0);
             smmu_run_free(&r);
             free(before);
             free(after);
@@ -369,11 +258,11 @@ static void kill_matrix(struct env *e, int n, bool fd_pass)
             snprintf(what, sizeof(what), "attach %d%s, SIGKILL %s sending step %zu (%s %s)", n,
                      fd_pass ? " --fd-pass" : "", when[w], k, steps[k].command, steps[k].value);
             scenario_begin(e, 4, 2, NULL);
-            char *before = sim_state(&e->sim);
+            char *before = sim_state(e->sim);
             struct smmu_run r;
             snprintf(crash, sizeof(crash), "SMMUCTL_TEST_CRASH=%zu:%s", k, when[w]);
             putenv(crash);
-            run_attach(e, n, fd_pass, &r, NULL);
+            run_attach(e, n, fd_pass, &r);
             unsetenv("SMMUCTL_TEST_CRASH");
             if (r.status != 128 + SIGKILL)
                 fail_msg("%s: smmuctl was not killed (exit %d): %s %s", what, r.status, r.out, r.err);
@@ -383,7 +272,7 @@ static void kill_matrix(struct env *e, int n, bool fd_pass)
             if (r.status != 0)
                 fail_msg("%s: recover exit %d\n%s\n%s", what, r.status, r.out, r.err);
             smmu_run_free(&r);
-            char *after = sim_state(&e->sim);
+            char *after = sim_state(e->sim);
             if (strcmp(before, after))
                 fail_msg("%s: QEMU is not as before after recover:%s", what, state_diff(before, after));
             assert_journal_closed(e, what);
@@ -391,7 +280,7 @@ static void kill_matrix(struct env *e, int n, bool fd_pass)
             smmuctl(e, &r, (const char *[]){"recover", NULL});
             assert_int_equal(r.status, 0);
             smmu_run_free(&r);
-            char *again = sim_state(&e->sim);
+            char *again = sim_state(e->sim);
             assert_string_equal(after, again);
             free(before);
             free(after);
@@ -412,28 +301,35 @@ static void test_attach_success(void **state)
     for (int fd_pass = 0; fd_pass < 2; fd_pass++) {
         scenario_begin(e, 4, 2, NULL);
         struct smmu_run r;
-        run_attach(e, 3, fd_pass, &r, NULL);
+        run_attach(e, 3, fd_pass, &r);
         if (r.status != 0)
             fail_msg("attach: exit %d\n%s\n%s", r.status, r.out, r.err);
         smmu_run_free(&r);
-        json_t *d = sim_ctl(&e->sim, "{\"cmd\":\"dump\"}");
-        json_t *devs = json_object_get(json_object_get(d, "dump"), "devices");
+        json_t *d = simh_dump(e->sim);
+        json_t *devs = json_object_get(d, "devices");
         size_t i, nv = 0;
         json_t *dv;
         json_array_foreach(devs, i, dv) {
             if (strcmp(json_string_value(json_object_get(dv, "driver")), "vfio-pci"))
                 continue;
             nv++;
-            /* each behind the vSMMU of its own host SMMU: vsmmuK holds SMMU[K] */
+            /* each behind a vSMMU bound to its own host SMMU */
             const char *vs = json_string_value(json_object_get(dv, "vsmmu"));
             const char *hs = json_string_value(json_object_get(dv, "host_smmu"));
-            int k = vs ? vs[5] - '0' : -1;
-            assert_true(k >= 0 && k < 4);
-            assert_string_equal(hs, SMMU[k]);
+            size_t k;
+            json_t *v;
+            bool found = false;
+            json_array_foreach(json_object_get(d, "vsmmus"), k, v) {
+                if (vs && !strcmp(json_string_value(json_object_get(v, "id")), vs)) {
+                    assert_string_equal(json_string_value(json_object_get(v, "bound_smmu")), hs);
+                    found = true;
+                }
+            }
+            assert_true(found);
         }
         assert_int_equal(nv, 3);
         json_decref(d);
-        assert_int_equal(sim_violations(&e->sim), 0);
+        assert_int_equal(sim_violations(e->sim), 0);
         assert_journal_closed(e, "attach success");
     }
 }
@@ -494,7 +390,7 @@ static void test_detach_parallel(void **state)
     char rule[128];
     snprintf(rule, sizeof(rule), "{\"mode\":\"event\",\"delay_ms\":%d}", D);
     scenario_begin(e, 4, 2, (const char *[]){"--unplug", rule, NULL});
-    char *before = sim_state(&e->sim);
+    char *before = sim_state(e->sim);
     attach_all(e, NDEV);
     const char *argv[16] = {"--json", "detach", "--unplug-timeout", "5"};
     size_t a = 4;
@@ -512,7 +408,7 @@ static void test_detach_parallel(void **state)
         fail_msg("detach of %d devices took %.0f ms: not parallel (guest delay %d ms)", NDEV, took, D);
     smmu_run_free(&r);
     /* everything gone, the iommufd object smmuctl created too */
-    char *after = sim_state(&e->sim);
+    char *after = sim_state(e->sim);
     assert_same_state(before, after, "parallel detach");
     free(before);
     free(after);
@@ -525,7 +421,7 @@ static void test_detach_pending_then_status(void **state)
     struct env *e = *state;
     scenario_begin(e, 4, 2, (const char *[]){"--unplug", "{\"id\":\"hostdev-000a-01-00.0\",\"mode\":\"event\","
                                                          "\"delay_ms\":1500}", NULL});
-    char *before = sim_state(&e->sim);
+    char *before = sim_state(e->sim);
     attach_all(e, 2);
     struct smmu_run r;
     smmuctl(e, &r, (const char *[]){"--json", "detach", "--unplug-timeout", "0.3", BDF[0], BDF[1], NULL});
@@ -544,8 +440,8 @@ static void test_detach_pending_then_status(void **state)
     /* the guest releases it (DEVICE_DELETED while no smmuctl runs) */
     json_t *d = NULL;
     for (int i = 0; i < 400; i++) {
-        d = sim_ctl(&e->sim, "{\"cmd\":\"dump\"}");
-        size_t pend = json_array_size(json_object_get(json_object_get(d, "dump"), "pending_unplugs"));
+        d = simh_dump(e->sim);
+        size_t pend = json_array_size(json_object_get(d, "pending_unplugs"));
         json_decref(d);
         if (pend == 0)
             break;
@@ -558,7 +454,7 @@ static void test_detach_pending_then_status(void **state)
     assert_string_equal(json_string_value(json_array_get(json_object_get(o, "finished"), 0)), "hostdev-000a-01-00.0");
     json_decref(o);
     smmu_run_free(&r);
-    char *after = sim_state(&e->sim);
+    char *after = sim_state(e->sim);
     assert_same_state(before, after, "pending then status");
     assert_journal_closed(e, "pending then status");
     free(before);
@@ -571,7 +467,7 @@ static void test_detach_refused(void **state)
     struct env *e = *state;
     scenario_begin(e, 4, 2, (const char *[]){"--unplug", "{\"mode\":\"guest-error\",\"delay_ms\":20}", NULL});
     attach_all(e, 1);
-    char *attached = sim_state(&e->sim);
+    char *attached = sim_state(e->sim);
     struct smmu_run r;
     smmuctl(e, &r, (const char *[]){"--json", "detach", BDF[0], NULL});
     assert_int_equal(r.status, 1);
@@ -580,7 +476,7 @@ static void test_detach_refused(void **state)
                         "refused");
     json_decref(o);
     smmu_run_free(&r);
-    char *after = sim_state(&e->sim);
+    char *after = sim_state(e->sim);
     assert_same_state(attached, after, "refused");
     smmuctl(e, &r, (const char *[]){"status", NULL});
     assert_int_equal(r.status, 0);
@@ -596,14 +492,14 @@ static void test_detach_event_before_reply(void **state)
     struct env *e = *state;
     scenario_begin(e, 4, 2, (const char *[]){"--unplug", "{\"mode\":\"event\",\"delay_ms\":0,\"before_reply\":true}",
                                              NULL});
-    char *before = sim_state(&e->sim);
+    char *before = sim_state(e->sim);
     attach_all(e, 3);
     struct smmu_run r;
     smmuctl(e, &r, (const char *[]){"detach", "--unplug-timeout", "2", BDF[0], BDF[1], BDF[2], NULL});
     if (r.status != 0)
         fail_msg("detach: exit %d\n%s\n%s", r.status, r.out, r.err);
     smmu_run_free(&r);
-    char *after = sim_state(&e->sim);
+    char *after = sim_state(e->sim);
     assert_same_state(before, after, "event before reply");
     free(before);
     free(after);
@@ -616,9 +512,9 @@ static void test_concurrent_attaches(void **state)
     struct env *e = *state;
     for (int round = 0; round < 10; round++) {
         scenario_begin(e, 4, 2, NULL);
-        const char *a1[] = {"--qmp", e->sim.qmp, "--state-dir", e->state, "--vm", "vm", "--sysfs", fakesys_root(e->fs),
+        const char *a1[] = {"--qmp", simh_qmp_path(e->sim), "--state-dir", e->state, "--vm", "vm", "--sysfs", fakesys_root(e->fs),
                             "--timeout", "5", "attach", BDF[0], BDF[4], NULL};
-        const char *a2[] = {"--qmp", e->sim.qmp, "--state-dir", e->state, "--vm", "vm", "--sysfs", fakesys_root(e->fs),
+        const char *a2[] = {"--qmp", simh_qmp_path(e->sim), "--state-dir", e->state, "--vm", "vm", "--sysfs", fakesys_root(e->fs),
                             "--timeout", "5", "attach", BDF[1], BDF[5], NULL};
         pid_t p1 = fork();
         if (p1 == 0) {
@@ -635,8 +531,8 @@ static void test_concurrent_attaches(void **state)
         waitpid(p2, &s2, 0);
         assert_int_equal(WEXITSTATUS(s1), 0);
         assert_int_equal(WEXITSTATUS(s2), 0);
-        json_t *d = sim_ctl(&e->sim, "{\"cmd\":\"dump\"}");
-        json_t *devs = json_object_get(json_object_get(d, "dump"), "devices"), *dv;
+        json_t *d = simh_dump(e->sim);
+        json_t *devs = json_object_get(d, "devices"), *dv;
         size_t i, nv = 0;
         char buses[8][64] = {{0}};
         json_array_foreach(devs, i, dv) {
@@ -648,7 +544,7 @@ static void test_concurrent_attaches(void **state)
             snprintf(buses[nv++], 64, "%s", bus);
         }
         assert_int_equal(nv, 4);
-        assert_int_equal(json_array_size(json_object_get(json_object_get(d, "dump"), "violations")), 0);
+        assert_int_equal(json_array_size(json_object_get(d, "violations")), 0);
         json_decref(d);
     }
 }
