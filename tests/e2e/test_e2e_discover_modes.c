@@ -36,19 +36,10 @@ static void test_modes_agree(void **state)
     (void)state;
     smmu_qemu_require();
     struct smmu_qemu *q;
-    const char *const *facts = smmu_qemu_facts_topology();
-    const char *args[64];
-    size_t n = 0;
-    for (; facts[n]; n++)
-        args[n] = facts[n];
-    args[n++] = "-netdev";
-    args[n++] = "user,id=cold0";
-    args[n++] = "-device";
-    args[n++] = "e1000e,netdev=cold0,bus=rp2b,id=coldnic";
-    args[n++] = "-device";
-    args[n++] = "pcie-root-port,bus=pcie.0,chassis=9"; /* anonymous: its secondary bus is also "pcie.0" */
-    args[n] = NULL;
-    assert_int_equal(smmu_qemu_start(&q, "aarch64", args), 0);
+    /* a cold NIC, and an anonymous root port whose secondary bus is also called "pcie.0" */
+    assert_int_equal(smmu_qemu_start_facts(&q, (const char *[]){"-netdev", "user,id=cold0", "-device",
+                                                                "e1000e,netdev=cold0,bus=rp2b,id=coldnic", "-device",
+                                                                "pcie-root-port,bus=pcie.0,chassis=9", NULL}), 0);
     bool batched_used = false, single_used = true;
     char *batched = discover(smmu_qemu_socket_path(q), 0, &batched_used);
     char *single = discover(smmu_qemu_socket_path(q), SMMU_VM_NO_QOM_LIST_GET, &single_used);

@@ -39,21 +39,9 @@ static int env_setup(void **state)
 {
     smmu_qemu_require();
     struct env *e = calloc(1, sizeof(*e));
-    const char *const *facts = smmu_qemu_facts_topology();
-    const char *args[64];
-    size_t n = 0;
-    for (; facts[n]; n++)
-        args[n] = facts[n];
-    args[n++] = "-netdev";
-    args[n++] = "user,id=n0";
-    args[n++] = "-netdev";
-    args[n++] = "user,id=n1";
-    args[n++] = "-netdev";
-    args[n++] = "user,id=cold0";
-    args[n++] = "-device";
-    args[n++] = "e1000e,netdev=cold0,bus=rp2b,id=coldnic";
-    args[n] = NULL;
-    if (smmu_qemu_start(&e->q, "aarch64", args) < 0) {
+    if (smmu_qemu_start_facts(&e->q, (const char *[]){"-netdev", "user,id=n0", "-netdev", "user,id=n1", "-netdev",
+                                                       "user,id=cold0", "-device",
+                                                       "e1000e,netdev=cold0,bus=rp2b,id=coldnic", NULL}) < 0) {
         fprintf(stderr, "cannot start QEMU: %s\n", smmu_qemu_last_error());
         free(e);
         return -1;

@@ -569,3 +569,16 @@ out:
     free(argv);
     return r;
 }
+
+int smmu_qemu_start_facts(struct smmu_qemu **out, const char *const *extra)
+{
+    const char *const *facts = smmu_qemu_facts_topology();
+    const char *args[128];
+    size_t n = 0;
+    for (; facts[n] && n < 64; n++)
+        args[n] = facts[n];
+    for (size_t i = 0; extra && extra[i] && n < 127; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    return smmu_qemu_start(out, "aarch64", args);
+}

@@ -68,5 +68,7 @@ void smmu_qemu_require(void);
  * pxb-pcie pcie.1 (bus_nr=252) with root ports rp1a, rp1b; pxb-pcie pcie.2 (bus_nr=248) with rp2a, rp2b
  * (chassis/port 1..4); arm-smmuv3 smmuv3.1 on pcie.1 and smmuv3.2 on pcie.2. */
 const char *const *smmu_qemu_facts_topology(void);
+/* smmu_qemu_start("aarch64") with the FACTS topology followed by `extra` (NULL-terminated, may be NULL). */
+int smmu_qemu_start_facts(struct smmu_qemu **out, const char *const *extra);
 
 #endif
