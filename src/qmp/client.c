@@ -277,6 +277,8 @@ static void out_free_all(qmp_client *c)
     while (c->out_head) {
         struct qmp_out *o = c->out_head;
         c->out_head = o->next;
+        for (size_t i = 0; i < o->nfds; i++) /* our duplicates: unsent, or sent with a chunk already */
+            close(o->fds[i]);
         free(o->data);
         free(o);
     }
