@@ -70,6 +70,8 @@ struct qmp_client {
     unsigned long next_id;
     int busy;                 /* dispatch depth */
     bool dead;                /* free requested while busy */
+    unsigned conn_gen;        /* bumped whenever a connection ends: bytes of an older one are never decoded */
+    unsigned read_gen;        /* conn_gen of the connection whose chunk is being decoded */
     int deferred_err;         /* failure to report from the deferred event */
     struct smmu_error deferred_e;
 };
@@ -301,6 +303,7 @@ static void conn_fail(qmp_client *c, int code, const struct smmu_error *why)
     if (was == QMP_STATE_CLOSED || was == QMP_STATE_IDLE)
         return;
     c->state = QMP_STATE_CLOSED;
+    c->conn_gen++;
     conn_release_io(c);
     client_hold(c);
     qmp_client_record_comment(c, "connection ended: %s", why ? why->message : "closed");
@@ -607,8 +610,9 @@ static int on_message(json_t *msg, const char *raw, size_t raw_len, void *payloa
         client_log(c, 1, "ignoring a message that is neither reply nor event: %.*s", (int)(raw_len > 200 ? 200 : raw_len),
                    raw);
     }
-    /* stop feeding if a callback closed or freed the client */
-    return (c->dead || c->state == QMP_STATE_CLOSED || c->fd < 0) ? 1 : 0;
+    /* stop feeding if a callback closed or freed the client, or closed it and connected again (the rest of
+     * this chunk belongs to the old connection) */
+    return (c->dead || c->state == QMP_STATE_CLOSED || c->fd < 0 || c->conn_gen != c->read_gen) ? 1 : 0;
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg)
@@ -618,7 +622,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     ssize_t n;
     (void)what;
     client_hold(c);
-    for (int rounds = 0; rounds < 16 && !c->dead && c->fd == fd; rounds++) {
+    c->read_gen = c->conn_gen;
+    for (int rounds = 0; rounds < 16 && !c->dead && c->fd == fd && c->conn_gen == c->read_gen; rounds++) {
         n = read(fd, buf, sizeof(buf));
         if (n == 0) {
             if (c->state == QMP_STATE_GREETING)
@@ -882,6 +887,7 @@ void qmp_client_free(qmp_client *c)
     c->state_cb = NULL; /* the owner is going away: no state callbacks */
     if (c->state != QMP_STATE_IDLE && c->state != QMP_STATE_CLOSED) {
         c->state = QMP_STATE_CLOSED;
+        c->conn_gen++;
         conn_release_io(c);
     }
     pending_fail_all(c, -ECANCELED, "cancelled: the QMP client was freed");

@@ -1,0 +1,173 @@
+/* test_review_qmp_reentry.c — QMP client reentrancy found in review: a callback that closes the connection
+ * and connects again while a chunk of the old connection is still being decoded.
+ *
+ * The peer is the other end of a socketpair driven by hand from the test (no thread): the client's bytes are
+ * read with a bounded poll, QEMU's are written in exactly the chunks a test needs.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "smmuctl/qmp.h"
+
+#define PUMP_MS 5000
+
+static const char GREETING[] =
+    "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 3, \"minor\": 1, \"major\": 11}, \"package\": \"\"}, "
+    "\"capabilities\": [\"oob\"]}}\r\n";
+
+static void peer_write(int fd, const char *text)
+{
+    size_t len = strlen(text);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+}
+
+/* One line the client sent (bounded wait); returns its "id" (static buffer). */
+static const char *peer_read_id(int fd)
+{
+    static char id[64];
+    char buf[8192];
+    size_t n = 0;
+    while (n < sizeof(buf) - 1) {
+        struct pollfd p = {fd, POLLIN, 0};
+        assert_int_equal(poll(&p, 1, PUMP_MS), 1);
+        ssize_t r = read(fd, buf + n, 1);
+        assert_true(r == 1);
+        if (buf[n++] == '\n')
+            break;
+    }
+    buf[n] = 0;
+    json_t *j = json_loads(buf, 0, NULL);
+    assert_non_null(j);
+    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(j, "id")) ?: "");
+    json_decref(j);
+    return id;
+}
+
+struct st {
+    bool done;
+    int calls, err;
+    char msg[1024];
+};
+
+static void state_cb(qmp_client *c, int err, const struct smmu_error *e, void *payload)
+{
+    struct st *s = payload;
+    (void)c;
+    s->done = true;
+    s->calls++;
+    s->err = err;
+    snprintf(s->msg, sizeof(s->msg), "%s", e ? e->message : "");
+}
+
+/* A READY client on a socketpair; *peer gets QEMU's end. */
+static qmp_client *ready_client(struct event_base *base, int *peer, struct st *st)
+{
+    int sv[2];
+    qmp_client *c = NULL;
+    struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
+    char reply[128];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(qmp_client_new(&c, base, &o), 0);
+    memset(st, 0, sizeof(*st));
+    assert_int_equal(qmp_client_connect_fd(c, sv[0], state_cb, st), 0);
+    peer_write(sv[1], GREETING);
+    bool sent = false;
+    /* the greeting is read from the loop; qmp_capabilities goes out */
+    while (!sent) {
+        struct pollfd p = {sv[1], POLLIN, 0};
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        sent = poll(&p, 1, 10) == 1;
+    }
+    snprintf(reply, sizeof(reply), "{\"return\": {}, \"id\": \"%s\"}\r\n", peer_read_id(sv[1]));
+    peer_write(sv[1], reply);
+    assert_int_equal(qmp_pump_until(base, &st->done, PUMP_MS), 0);
+    assert_int_equal(st->err, 0);
+    assert_int_equal(qmp_client_state(c), QMP_STATE_READY);
+    *peer = sv[1];
+    return c;
+}
+
+/* A reply callback closes the connection and connects again (a daemon's reconnect). The rest of the old
+ * connection's chunk (here an event) must not be decoded as the new connection's greeting. */
+struct reconnect {
+    struct st st2;
+    int newfd;
+    bool replied;
+};
+
+static void reconnect_cb(qmp_client *c, int err, json_t *ret, const struct smmu_error *e, void *payload)
+{
+    struct reconnect *rc = payload;
+    (void)ret; (void)e;
+    rc->replied = true;
+    assert_int_equal(err, 0);
+    qmp_client_close(c);
+    assert_int_equal(qmp_client_connect_fd(c, rc->newfd, state_cb, &rc->st2), 0);
+}
+
+static void test_reconnect_from_callback_drops_old_bytes(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct st st;
+    struct reconnect rc;
+    int peer, sv[2];
+    char chunk[512];
+    (void)state;
+    memset(&rc, 0, sizeof(rc));
+    qmp_client *c = ready_client(base, &peer, &st);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    rc.newfd = sv[0];
+    assert_int_equal(qmp_call(c, "query-status", NULL, NULL, 0, 0, reconnect_cb, &rc), 0);
+    const char *id = peer_read_id(peer);
+    /* reply and an event in ONE chunk from the old connection */
+    snprintf(chunk, sizeof(chunk),
+             "{\"return\": {}, \"id\": \"%s\"}\r\n{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, "
+             "\"event\": \"RESUME\"}\r\n", id);
+    peer_write(peer, chunk);
+    assert_int_equal(qmp_pump_until(base, &rc.replied, PUMP_MS), 0);
+    if (rc.st2.done)
+        fail_msg("the new connection failed on the old connection's bytes: %s", rc.st2.msg);
+    /* the new QEMU greets; the client negotiates on the new connection */
+    peer_write(sv[1], GREETING);
+    bool sent = false;
+    for (int i = 0; i < 500 && !sent && !rc.st2.done; i++) {
+        struct pollfd p = {sv[1], POLLIN, 0};
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        sent = poll(&p, 1, 10) == 1;
+    }
+    if (rc.st2.done)
+        fail_msg("the new connection failed before its greeting was read: %s", rc.st2.msg);
+    assert_true(sent);
+    char reply[128];
+    snprintf(reply, sizeof(reply), "{\"return\": {}, \"id\": \"%s\"}\r\n", peer_read_id(sv[1]));
+    peer_write(sv[1], reply);
+    assert_int_equal(qmp_pump_until(base, &rc.st2.done, PUMP_MS), 0);
+    if (rc.st2.err != 0)
+        fail_msg("new connection: %d %s", rc.st2.err, rc.st2.msg);
+    assert_int_equal(qmp_client_state(c), QMP_STATE_READY);
+    qmp_client_free(c);
+    close(peer);
+    close(sv[1]);
+    event_base_free(base);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* a peer write to a closed client fails with EPIPE instead */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reconnect_from_callback_drops_old_bytes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
