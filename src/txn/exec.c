@@ -64,8 +64,12 @@ static bool txn_transport_error(int r)
 /* Replace the client after a lost connection. Returns 0 if a new READY client is in place. */
 static int txn_reconnect(struct txn_ctx *t, struct smmu_error *err)
 {
-    if (t->lost || !t->opts->reconnect)
+    if (t->lost)
         return -ENOTCONN;
+    if (!t->opts->reconnect) {
+        t->lost = true; /* txn.h: without a reconnect function the transaction is left to `recover` */
+        return -ENOTCONN;
+    }
     int r = t->opts->reconnect(t->c, t->opts->reconnect_payload, err);
     if (r < 0)
         t->lost = true;

@@ -1,0 +1,182 @@
+/* test_review_txn.c — transaction defects found in review, driven through the library on qmp-sim.
+ *
+ * Contract (DESIGN §5, include/smmuctl/txn.h): an attach whose rollback cannot finish — QEMU unreachable (no
+ * reconnect given: "a lost connection leaves the transaction to `recover`") or unable to tell what a step
+ * whose reply never came did — ends INCOMPLETE with the transaction kept in the journal; ROLLED_BACK only when
+ * QEMU is as before. Each case then runs recover and checks QEMU is back to its starting state.
+ *
+ * Needs the qmp-sim binary (tests/sim), built with the rest of the tree.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "smmuctl/journal.h"
+#include "smmuctl/txn.h"
+#include "support/fakesys.h"
+#include "support/sim_harness.h"
+#include "support/testutil.h"
+
+static const char BDF[] = "0009:01:00.0";
+static const char DEVID[] = "hostdev-0009-01-00.0";
+
+struct env {
+    char *tmp;
+    char state[4200];
+    struct fakesys *fs;
+    struct simh *sim;
+    struct event_base *base;
+    qmp_client *c;
+    smmu_journal *j;
+    struct smmu_facts f;
+    struct smmu_plan *p;
+};
+
+static qmp_client *env_connect(struct env *e)
+{
+    struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
+    struct smmu_error err = SMMU_ERROR_INIT;
+    qmp_client *c = NULL;
+    o.connect_timeout_ms = 5000;
+    o.command_timeout_ms = 400; /* a stalled reply times out quickly */
+    assert_int_equal(qmp_client_new(&c, e->base, &o), 0);
+    if (qmp_client_connect_sync(c, simh_qmp_path(e->sim), &err) < 0)
+        fail_msg("connect: %s", err.message);
+    return c;
+}
+
+/* State a rolled-back transaction must restore (what test_txn_faults compares, too). */
+static char *sim_state(struct simh *h)
+{
+    json_t *d = simh_dump(h);
+    assert_non_null(d);
+    json_object_del(d, "kept_fds");
+    json_object_del(d, "command_count");
+    json_object_del(d, "vclock_ms");
+    char *out = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(d);
+    return out;
+}
+
+static int env_setup(void **state)
+{
+    struct env *e = calloc(1, sizeof(*e));
+    struct smmu_error err = SMMU_ERROR_INIT;
+    const char *devs[] = {BDF};
+    struct smmu_plan_opts po = SMMU_PLAN_OPTS_INIT;
+    e->tmp = smmu_test_mkdtemp("review-txn");
+    snprintf(e->state, sizeof(e->state), "%s/state", e->tmp);
+    e->fs = fakesys_new(NULL);
+    fakesys_add_dev(e->fs, &(struct fakesys_dev){.bdf = BDF, .smmu = "smmu3.0x0000000016000000",
+                                                 .driver = "vfio-pci", .group = "10", .cdev = "vfio0",
+                                                 .numa_node = "0"});
+    if (simh_start_vm(&e->sim, 1, 2, 0, (const char *[]){"--sysfs", fakesys_root(e->fs), "--dev-iommu", NULL}) < 0)
+        fail_msg("cannot start qmp-sim");
+    e->base = event_base_new();
+    e->c = env_connect(e);
+    if (smmu_journal_open(e->state, "vm", "", 2000, &e->j, &err) < 0)
+        fail_msg("journal: %s", err.message);
+    if (smmu_facts_gather(e->c, fakesys_root(e->fs), e->j, &e->f, &err) < 0)
+        fail_msg("facts: %s", err.message);
+    if (smmu_facts_plan(&e->f, fakesys_root(e->fs), devs, 1, &po, &e->p, &err) < 0)
+        fail_msg("plan: %s", err.message);
+    *state = e;
+    return 0;
+}
+
+static int env_teardown(void **state)
+{
+    struct env *e = *state;
+    smmu_plan_free(e->p);
+    smmu_facts_free(&e->f);
+    smmu_journal_close(e->j);
+    qmp_client_free(e->c);
+    event_base_free(e->base);
+    simh_stop(e->sim);
+    fakesys_free(e->fs);
+    smmu_test_rmtree(e->tmp);
+    free(e->tmp);
+    free(e);
+    return 0;
+}
+
+/* The journal on disk (what a later smmuctl reads). */
+static json_t *journal_on_disk(struct env *e)
+{
+    char path[4300];
+    snprintf(path, sizeof(path), "%s/vm.json", e->state);
+    json_t *j = json_load_file(path, 0, NULL);
+    assert_non_null(j);
+    return j;
+}
+
+/* After an INCOMPLETE attach: a fresh connection, recover, QEMU as at the start, journal closed. */
+static void recover_and_check(struct env *e, const char *before)
+{
+    struct smmu_txn_opts o = SMMU_TXN_OPTS_INIT;
+    struct smmu_result res;
+    struct smmu_error err = SMMU_ERROR_INIT;
+    struct smmu_facts f;
+    o.sysfs_root = fakesys_root(e->fs);
+    o.unplug_timeout_ms = 3000;
+    qmp_client_free(e->c);
+    e->c = env_connect(e);
+    if (smmu_facts_gather(e->c, fakesys_root(e->fs), e->j, &f, &err) < 0)
+        fail_msg("facts: %s", err.message);
+    smmu_txn_status(&e->c, e->j, &f, true, &o, &res);
+    if (res.outcome != SMMU_OUTCOME_DONE)
+        fail_msg("recover: outcome %d: %s", res.outcome, res.error.message);
+    smmu_result_fini(&res);
+    smmu_facts_free(&f);
+    char *after = sim_state(e->sim);
+    assert_string_equal(before, after);
+    free(after);
+    json_t *j = journal_on_disk(e);
+    assert_true(json_is_null(json_object_get(j, "txn")));
+    json_decref(j);
+}
+
+/* No reconnect function; QEMU executes device_add and the connection drops before the reply. The device and
+ * the iommufd object exist in QEMU: the transaction must stay in the journal for recover (exit 4), not be
+ * dropped as "rolled back" (exit 1: "QEMU is as before"). */
+static void test_lost_connection_without_reconnect_is_incomplete(void **state)
+{
+    struct env *e = *state;
+    struct smmu_txn_opts o = SMMU_TXN_OPTS_INIT;
+    struct smmu_result res;
+    char *before = sim_state(e->sim);
+    o.sysfs_root = fakesys_root(e->fs);
+    assert_int_equal(simh_fault(e->sim, "{\"kind\":\"close-after\",\"command\":\"device_add\"}"), 0);
+    smmu_txn_attach(&e->c, e->j, &e->f, e->p, &o, &res);
+    json_t *d = simh_dump(e->sim);
+    bool device_left = simh_dump_device(d, DEVID) != NULL;
+    json_decref(d);
+    if (res.outcome == SMMU_OUTCOME_ROLLED_BACK && device_left)
+        fail_msg("attach says rolled back (QEMU as before) but %s is still in QEMU; error: %s", DEVID,
+                 res.error.message);
+    assert_int_equal(res.outcome, SMMU_OUTCOME_INCOMPLETE);
+    smmu_result_fini(&res);
+    json_t *j = journal_on_disk(e);
+    assert_true(json_is_object(json_object_get(j, "txn")));
+    json_decref(j);
+    recover_and_check(e, before);
+    free(before);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_lost_connection_without_reconnect_is_incomplete, env_setup,
+                                        env_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
