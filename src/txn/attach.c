@@ -190,8 +190,10 @@ enum smmu_outcome txn_rollback_attach(struct txn_ctx *t, json_t *txn)
         smmu_error_clear(&e);
         if (t->lost)
             break;
-        if (txn_step_is(step, "sent") && attach_reconcile(t, steps, k) < 0)
+        if (txn_step_is(step, "sent") && attach_reconcile(t, steps, k) < 0) {
+            left = true; /* what the step did is unknown: the transaction stays for recover to ask again */
             break;
+        }
         if (!strcmp(kind, "device_add") && (txn_step_is(step, "done") || txn_step_is(step, "pending"))) {
             enum txn_del out;
             txn_unplug(t, &name, 1, unplug_ms, &out, &e);

@@ -172,11 +172,40 @@ static void test_lost_connection_without_reconnect_is_incomplete(void **state)
     free(before);
 }
 
+/* The connection stays up, device_add's reply never comes (QEMU executed it), and QEMU cannot be asked whether
+ * the device appeared (qom-list fails). The rollback must not declare the attach rolled back. */
+static void test_unknown_step_outcome_is_incomplete(void **state)
+{
+    struct env *e = *state;
+    struct smmu_txn_opts o = SMMU_TXN_OPTS_INIT;
+    struct smmu_result res;
+    char *before = sim_state(e->sim);
+    o.sysfs_root = fakesys_root(e->fs);
+    assert_int_equal(simh_fault(e->sim, "{\"kind\":\"stall\",\"command\":\"device_add\"}"), 0);
+    assert_int_equal(simh_fault(e->sim, "{\"kind\":\"fail\",\"command\":\"qom-list\",\"count\":100}"), 0);
+    smmu_txn_attach(&e->c, e->j, &e->f, e->p, &o, &res);
+    json_t *d = simh_dump(e->sim);
+    bool device_left = simh_dump_device(d, DEVID) != NULL;
+    json_decref(d);
+    if (res.outcome == SMMU_OUTCOME_ROLLED_BACK && device_left)
+        fail_msg("attach says rolled back (QEMU as before) but %s is still in QEMU; error: %s", DEVID,
+                 res.error.message);
+    assert_int_equal(res.outcome, SMMU_OUTCOME_INCOMPLETE);
+    smmu_result_fini(&res);
+    json_t *j = journal_on_disk(e);
+    assert_true(json_is_object(json_object_get(j, "txn")));
+    json_decref(j);
+    json_decref(simh_control(e->sim, "{\"cmd\":\"clear-faults\"}"));
+    recover_and_check(e, before);
+    free(before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lost_connection_without_reconnect_is_incomplete, env_setup,
                                         env_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_step_outcome_is_incomplete, env_setup, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
