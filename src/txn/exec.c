@@ -279,6 +279,19 @@ void txn_unplug(struct txn_ctx *t, const char *const *ids, size_t n, int timeout
         if (qmp_client_state(c) != QMP_STATE_READY)
             txn_reconnect(t, &e);
     }
+    /* A device_del whose reply never came (connection lost, timeout) may have run: ask QEMU whether the device
+     * is still there (DESIGN §5). Gone is done; present stays failed (unknown whether an unplug is under way). */
+    for (size_t i = 0; i < n && !t->lost; i++) {
+        struct smmu_error e = SMMU_ERROR_INIT;
+        char path[SMMU_PATH_LEN];
+        if (out[i] != TXN_DEL_FAILED || errs[i].code == -EIO)
+            continue;
+        snprintf(path, sizeof(path), "/machine/peripheral/%s", ids[i]);
+        if (txn_exists(t, path, &e) == 0) {
+            out[i] = TXN_DEL_DONE;
+            smmu_error_clear(&errs[i]);
+        }
+    }
     free(devs);
 }
 

@@ -200,12 +200,75 @@ static void test_unknown_step_outcome_is_incomplete(void **state)
     free(before);
 }
 
+/* Detach, and the connection drops after QEMU executed device_del (no reply). The unplug completes while
+ * smmuctl is away; the library reconnects. The device is gone: detach must say done (exit 0) and forget it,
+ * not "failed" (exit 1: "none was removed") with the device still listed as attached in the journal. */
+static int review_reconnect(qmp_client **c, void *payload, struct smmu_error *err)
+{
+    struct env *e = payload;
+    /* bounded: the unplug of a hot-plugged device completes 1 ms after device_del */
+    for (int i = 0; i < 200; i++) {
+        json_t *d = simh_dump(e->sim);
+        bool present = simh_dump_device(d, DEVID) != NULL;
+        json_decref(d);
+        if (!present)
+            break;
+        usleep(10 * 1000);
+    }
+    qmp_client_free(*c);
+    *c = NULL;
+    struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
+    o.connect_timeout_ms = 5000;
+    o.command_timeout_ms = 2000;
+    int r = qmp_client_new(c, e->base, &o);
+    if (r == 0)
+        r = qmp_client_connect_sync(*c, simh_qmp_path(e->sim), err);
+    return r;
+}
+
+static void test_detach_reply_lost_device_gone_is_done(void **state)
+{
+    struct env *e = *state;
+    struct smmu_txn_opts o = SMMU_TXN_OPTS_INIT;
+    struct smmu_result res;
+    struct smmu_error err = SMMU_ERROR_INIT;
+    struct smmu_facts f;
+    const char *devs[] = {DEVID};
+    o.sysfs_root = fakesys_root(e->fs);
+    o.unplug_timeout_ms = 2000;
+    o.reconnect = review_reconnect;
+    o.reconnect_payload = e;
+    smmu_txn_attach(&e->c, e->j, &e->f, e->p, &o, &res);
+    if (res.outcome != SMMU_OUTCOME_DONE)
+        fail_msg("attach: %s", res.error.message);
+    smmu_result_fini(&res);
+    if (smmu_facts_gather(e->c, fakesys_root(e->fs), e->j, &f, &err) < 0)
+        fail_msg("facts: %s", err.message);
+    assert_int_equal(simh_fault(e->sim, "{\"kind\":\"close-after\",\"command\":\"device_del\"}"), 0);
+    smmu_txn_detach(&e->c, e->j, &f, devs, 1, &o, &res);
+    smmu_facts_free(&f);
+    json_t *d = simh_dump(e->sim);
+    assert_null(simh_dump_device(d, DEVID)); /* QEMU did remove it */
+    json_decref(d);
+    if (res.outcome != SMMU_OUTCOME_DONE) {
+        char *t = json_dumps(res.report, JSON_COMPACT);
+        fail_msg("detach: outcome %d (want done: the device is gone): %s; report %s", res.outcome,
+                 res.error.message, t ? t : "");
+    }
+    smmu_result_fini(&res);
+    json_t *j = journal_on_disk(e);
+    assert_int_equal(json_array_size(json_object_get(j, "devices")), 0);
+    assert_true(json_is_null(json_object_get(j, "txn")));
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lost_connection_without_reconnect_is_incomplete, env_setup,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_step_outcome_is_incomplete, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_detach_reply_lost_device_gone_is_done, env_setup, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
