@@ -242,7 +242,8 @@ enum smmu_outcome txn_rollback_attach(struct txn_ctx *t, json_t *txn)
         size_t k;
         json_t *step;
         json_array_foreach(steps, k, step) {
-            if (!strcmp(txn_step_str(step, "kind"), "device_add") && txn_step_is(step, "pending")) {
+            if (!strcmp(txn_step_str(step, "kind"), "device_add") && txn_step_is(step, "pending") &&
+                !smmu_journal_find_device(t->j, txn_step_str(step, "name"))) { /* a rerun: recorded already */
                 json_t *d = txn_report_device(step, "unplug-pending");
                 json_object_set_new(d, "rollback", json_true());
                 json_array_append_new(smmu_journal_devices(t->j), d);

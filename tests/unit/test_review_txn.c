@@ -28,6 +28,8 @@
 
 static const char BDF[] = "0009:01:00.0";
 static const char DEVID[] = "hostdev-0009-01-00.0";
+static const char BDF2[] = "0009:02:00.0"; /* same host SMMU: shares the vSMMU */
+static const char DEVID2[] = "hostdev-0009-02-00.0";
 
 struct env {
     char *tmp;
@@ -67,17 +69,20 @@ static char *sim_state(struct simh *h)
     return out;
 }
 
-static int env_setup(void **state)
+static int env_setup_n(void **state, size_t ndev)
 {
     struct env *e = calloc(1, sizeof(*e));
     struct smmu_error err = SMMU_ERROR_INIT;
-    const char *devs[] = {BDF};
+    const char *devs[] = {BDF, BDF2};
     struct smmu_plan_opts po = SMMU_PLAN_OPTS_INIT;
     e->tmp = smmu_test_mkdtemp("review-txn");
     snprintf(e->state, sizeof(e->state), "%s/state", e->tmp);
     e->fs = fakesys_new(NULL);
     fakesys_add_dev(e->fs, &(struct fakesys_dev){.bdf = BDF, .smmu = "smmu3.0x0000000016000000",
                                                  .driver = "vfio-pci", .group = "10", .cdev = "vfio0",
+                                                 .numa_node = "0"});
+    fakesys_add_dev(e->fs, &(struct fakesys_dev){.bdf = BDF2, .smmu = "smmu3.0x0000000016000000",
+                                                 .driver = "vfio-pci", .group = "11", .cdev = "vfio1",
                                                  .numa_node = "0"});
     if (simh_start_vm(&e->sim, 1, 2, 0, (const char *[]){"--sysfs", fakesys_root(e->fs), "--dev-iommu", NULL}) < 0)
         fail_msg("cannot start qmp-sim");
@@ -87,10 +92,20 @@ static int env_setup(void **state)
         fail_msg("journal: %s", err.message);
     if (smmu_facts_gather(e->c, fakesys_root(e->fs), e->j, &e->f, &err) < 0)
         fail_msg("facts: %s", err.message);
-    if (smmu_facts_plan(&e->f, fakesys_root(e->fs), devs, 1, &po, &e->p, &err) < 0)
+    if (smmu_facts_plan(&e->f, fakesys_root(e->fs), devs, ndev, &po, &e->p, &err) < 0)
         fail_msg("plan: %s", err.message);
     *state = e;
     return 0;
+}
+
+static int env_setup(void **state)
+{
+    return env_setup_n(state, 1);
+}
+
+static int env_setup2(void **state)
+{
+    return env_setup_n(state, 2);
 }
 
 static int env_teardown(void **state)
@@ -262,6 +277,59 @@ static void test_detach_reply_lost_device_gone_is_done(void **state)
     json_decref(j);
 }
 
+/* A rollback that leaves an unplug pending AND something else unfinished keeps the transaction; recover runs the
+ * rollback again, and the still-pending unplug must not be recorded in the journal a second time. */
+static size_t journal_count(json_t *j, const char *id)
+{
+    size_t i, n = 0;
+    json_t *d;
+    json_array_foreach(json_object_get(j, "devices"), i, d)
+        n += !strcmp(json_string_value(json_object_get(d, "id")) ?: "", id);
+    return n;
+}
+
+static void test_rollback_rerun_keeps_one_pending_entry(void **state)
+{
+    struct env *e = *state;
+    struct smmu_txn_opts o = SMMU_TXN_OPTS_INIT;
+    struct smmu_result res;
+    struct smmu_error err = SMMU_ERROR_INIT;
+    struct smmu_facts f;
+    char fault[256];
+    o.sysfs_root = fakesys_root(e->fs);
+    o.unplug_timeout_ms = 300;
+    /* the second device_add runs but its reply never comes; its device_del is refused once; the first
+     * device's unplug never completes (no guest) */
+    snprintf(fault, sizeof(fault), "{\"kind\":\"stall\",\"command\":\"device_add\",\"arg\":{\"id\":\"%s\"}}", DEVID2);
+    assert_int_equal(simh_fault(e->sim, fault), 0);
+    snprintf(fault, sizeof(fault), "{\"kind\":\"fail\",\"command\":\"device_del\",\"arg\":{\"id\":\"%s\"}}", DEVID2);
+    assert_int_equal(simh_fault(e->sim, fault), 0);
+    snprintf(fault, sizeof(fault), "{\"id\":\"%s\",\"mode\":\"never\"}", DEVID);
+    assert_int_equal(simh_unplug(e->sim, fault), 0);
+    smmu_txn_attach(&e->c, e->j, &e->f, e->p, &o, &res);
+    assert_int_equal(res.outcome, SMMU_OUTCOME_INCOMPLETE);
+    smmu_result_fini(&res);
+    json_t *j = journal_on_disk(e);
+    assert_true(json_is_object(json_object_get(j, "txn"))); /* the refused device_del is left */
+    assert_int_equal(journal_count(j, DEVID), 1);
+    json_decref(j);
+    /* recover: the refused unplug now works, the other one is still pending */
+    if (smmu_facts_gather(e->c, fakesys_root(e->fs), e->j, &f, &err) < 0)
+        fail_msg("facts: %s", err.message);
+    smmu_txn_status(&e->c, e->j, &f, true, &o, &res);
+    smmu_facts_free(&f);
+    assert_int_equal(res.outcome, SMMU_OUTCOME_INCOMPLETE);
+    smmu_result_fini(&res);
+    j = journal_on_disk(e);
+    assert_true(json_is_null(json_object_get(j, "txn")));
+    if (journal_count(j, DEVID) != 1) {
+        char *t = json_dumps(json_object_get(j, "devices"), JSON_COMPACT);
+        fail_msg("%s is in the journal %zu times: %s", DEVID, journal_count(j, DEVID), t);
+    }
+    assert_int_equal(journal_count(j, DEVID2), 0);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +337,7 @@ int main(void)
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_step_outcome_is_incomplete, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_detach_reply_lost_device_gone_is_done, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_rollback_rerun_keeps_one_pending_entry, env_setup2, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
