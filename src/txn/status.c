@@ -80,7 +80,8 @@ int smmu_txn_status(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
 
     memset(res, 0, sizeof(*res));
     json_t *txn = smmu_journal_txn(j);
-    if (txn && recover) {
+    bool recovering = txn && recover; /* an open transaction is being finished: QEMU may change */
+    if (recovering) {
         const char *op = txn_step_str(txn, "op");
         enum smmu_outcome o;
         json_incref(txn);
@@ -131,7 +132,8 @@ int smmu_txn_status(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
     txn_save(&t);
     txn = smmu_journal_txn(j);
     interrupted = txn ? json_deep_copy(txn) : json_null();
-    res->outcome = (t.lost ? SMMU_OUTCOME_UNREACHABLE
+    /* lost while recovering: the rollback could not finish, the journal holds it (4, not 3: "before any change") */
+    res->outcome = (t.lost ? (recovering ? SMMU_OUTCOME_INCOMPLETE : SMMU_OUTCOME_UNREACHABLE)
                     : (txn || json_array_size(pending) > 0) ? SMMU_OUTCOME_INCOMPLETE : SMMU_OUTCOME_DONE);
     if (t.lost && !res->error.code)
         smmu_error_set(&res->error, -ENOTCONN, "QEMU became unreachable");

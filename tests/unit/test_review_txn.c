@@ -330,6 +330,48 @@ static void test_rollback_rerun_keeps_one_pending_entry(void **state)
     json_decref(j);
 }
 
+/* recover undoes part of an interrupted attach (one device unplugged), then QEMU goes away. Something was
+ * changed and the transaction is still open: exit 4 (incomplete, the journal holds it), not 3 ("unreachable
+ * before any change"). */
+static void test_recover_lost_midway_is_incomplete(void **state)
+{
+    struct env *e = *state;
+    struct smmu_txn_opts o = SMMU_TXN_OPTS_INIT;
+    struct smmu_result res;
+    struct smmu_error err = SMMU_ERROR_INIT;
+    struct smmu_facts f;
+    char fault[256];
+    o.sysfs_root = fakesys_root(e->fs);
+    o.unplug_timeout_ms = 2000;
+    /* an attach left open: the second device_add ran, its reply never came, QEMU could not be asked */
+    snprintf(fault, sizeof(fault), "{\"kind\":\"stall\",\"command\":\"device_add\",\"arg\":{\"id\":\"%s\"}}", DEVID2);
+    assert_int_equal(simh_fault(e->sim, fault), 0);
+    assert_int_equal(simh_fault(e->sim, "{\"kind\":\"fail\",\"command\":\"qom-list\",\"count\":100}"), 0);
+    smmu_txn_attach(&e->c, e->j, &e->f, e->p, &o, &res);
+    assert_int_equal(res.outcome, SMMU_OUTCOME_INCOMPLETE);
+    smmu_result_fini(&res);
+    json_decref(simh_control(e->sim, "{\"cmd\":\"clear-faults\"}"));
+    /* recover: the second device is unplugged, then the connection drops at the first one's device_del */
+    snprintf(fault, sizeof(fault), "{\"kind\":\"close-before\",\"command\":\"device_del\",\"arg\":{\"id\":\"%s\"}}", DEVID);
+    assert_int_equal(simh_fault(e->sim, fault), 0);
+    qmp_client_free(e->c);
+    e->c = env_connect(e);
+    if (smmu_facts_gather(e->c, fakesys_root(e->fs), e->j, &f, &err) < 0)
+        fail_msg("facts: %s", err.message);
+    smmu_txn_status(&e->c, e->j, &f, true, &o, &res);
+    smmu_facts_free(&f);
+    json_t *d = simh_dump(e->sim);
+    assert_null(simh_dump_device(d, DEVID2)); /* recover did change QEMU */
+    assert_non_null(simh_dump_device(d, DEVID));
+    json_decref(d);
+    if (res.outcome != SMMU_OUTCOME_INCOMPLETE)
+        fail_msg("recover: outcome %d (want 4: incomplete): %s", res.outcome, res.error.message);
+    smmu_result_fini(&res);
+    json_t *j = journal_on_disk(e);
+    assert_true(json_is_object(json_object_get(j, "txn")));
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +380,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_step_outcome_is_incomplete, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_detach_reply_lost_device_gone_is_done, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_rollback_rerun_keeps_one_pending_entry, env_setup2, env_teardown),
+        cmocka_unit_test_setup_teardown(test_recover_lost_midway_is_incomplete, env_setup2, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
