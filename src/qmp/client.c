@@ -35,6 +35,7 @@ struct qmp_out {
 struct qmp_pending {
     struct qmp_pending *next, *prev;
     qmp_client *c;
+    unsigned long seq;        /* the numeric id: calls made later have larger ones */
     char id[24];
     char cmd[64];
     qmp_reply_cb cb;
@@ -246,12 +247,18 @@ static struct qmp_pending *pending_find(qmp_client *c, const char *id)
     return NULL;
 }
 
-/* Fail every pending call with code and the message "<cmd>: <why>". */
+/* Fail every call pending now with code and the message "<cmd>: <why>". Calls the callbacks make meanwhile
+ * (new ids, at the head of the list) are not failed: they were sent after whatever went wrong. */
 static void pending_fail_all(qmp_client *c, int code, const char *why)
 {
+    unsigned long last = c->next_id;
     client_hold(c);
-    while (c->pending && !c->dead) {
+    while (!c->dead) {
         struct qmp_pending *p = c->pending;
+        while (p && p->seq > last)
+            p = p->next;
+        if (!p)
+            break;
         struct smmu_error e = SMMU_ERROR_INIT;
         smmu_error_set(&e, code, "%s: %s", p->cmd, why);
         snprintf(e.step, sizeof(e.step), "%s", p->cmd);
@@ -452,7 +459,8 @@ static int call_submit(qmp_client *c, const char *cmd, json_t *args, const int *
     p->c = c;
     p->cb = cb;
     p->payload = payload;
-    snprintf(p->id, sizeof(p->id), "%lu", ++c->next_id);
+    p->seq = ++c->next_id;
+    snprintf(p->id, sizeof(p->id), "%lu", p->seq);
     snprintf(p->cmd, sizeof(p->cmd), "%s", cmd);
     json_object_set_new(msg, "execute", json_string(cmd));
     if (args)

@@ -1,5 +1,6 @@
 /* test_review_qmp_reentry.c — QMP client reentrancy found in review: a callback that closes the connection
- * and connects again while a chunk of the old connection is still being decoded.
+ * and connects again while a chunk of the old connection is still being decoded; a call made from a callback
+ * while the pending calls are being failed.
  *
  * The peer is the other end of a socketpair driven by hand from the test (no thread): the client's bytes are
  * read with a bounded poll, QEMU's are written in exactly the chunks a test needs.
@@ -163,11 +164,64 @@ static void test_reconnect_from_callback_drops_old_bytes(void **state)
     event_base_free(base);
 }
 
+/* QEMU answers an unparsable command with an id-less error: every call pending at that moment fails with
+ * -EPROTO. A call made by one of those callbacks (the next step, an undo) was sent after the bad input and is
+ * not affected: it must not be failed too (its command went out; QEMU runs it and its reply would be dropped). */
+struct chain {
+    qmp_client *c;
+    bool a_done, b_done;
+    int a_err, b_err;
+};
+
+static void chain_b_cb(qmp_client *c, int err, json_t *ret, const struct smmu_error *e, void *payload)
+{
+    struct chain *ch = payload;
+    (void)c; (void)ret; (void)e;
+    ch->b_done = true;
+    ch->b_err = err;
+}
+
+static void chain_a_cb(qmp_client *c, int err, json_t *ret, const struct smmu_error *e, void *payload)
+{
+    struct chain *ch = payload;
+    (void)ret; (void)e;
+    ch->a_done = true;
+    ch->a_err = err;
+    assert_int_equal(qmp_call(c, "query-status", NULL, NULL, 0, 0, chain_b_cb, ch), 0);
+}
+
+static void test_call_from_fail_all_callback_survives(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct st st;
+    struct chain ch;
+    int peer;
+    (void)state;
+    memset(&ch, 0, sizeof(ch));
+    qmp_client *c = ready_client(base, &peer, &st);
+    assert_int_equal(qmp_call(c, "query-status", NULL, NULL, 0, 0, chain_a_cb, &ch), 0);
+    (void)peer_read_id(peer);
+    peer_write(peer, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting value\"}}\r\n");
+    assert_int_equal(qmp_pump_until(base, &ch.a_done, PUMP_MS), 0);
+    assert_int_equal(ch.a_err, -EPROTO);
+    if (ch.b_done)
+        fail_msg("the call made from the callback was failed too (%d) although its command was sent", ch.b_err);
+    char reply[128];
+    snprintf(reply, sizeof(reply), "{\"return\": {\"status\": \"running\"}, \"id\": \"%s\"}\r\n", peer_read_id(peer));
+    peer_write(peer, reply);
+    assert_int_equal(qmp_pump_until(base, &ch.b_done, PUMP_MS), 0);
+    assert_int_equal(ch.b_err, 0);
+    qmp_client_free(c);
+    close(peer);
+    event_base_free(base);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* a peer write to a closed client fails with EPIPE instead */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reconnect_from_callback_drops_old_bytes),
+        cmocka_unit_test(test_call_from_fail_all_callback_survives),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
