@@ -162,8 +162,11 @@ static void subs_dispatch(qmp_client *c, const char *event, json_t *data, json_t
     json_t *dv = data ? json_object_get(data, "device") : NULL;
     if (json_is_string(dv))
         device = json_string_value(dv);
+    unsigned gen = c->conn_gen;
     client_hold(c);
     for (struct qmp_sub *s = c->subs; s && !c->dead; s = s->next) {
+        if (event && c->conn_gen != gen)
+            break; /* a subscriber closed the connection: the others were told; no event after that */
         if (s->dead)
             continue;
         if (event && s->event && strcmp(s->event, event))

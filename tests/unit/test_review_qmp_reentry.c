@@ -216,12 +216,57 @@ static void test_call_from_fail_all_callback_survives(void **state)
     event_base_free(base);
 }
 
+/* A subscriber closes the connection while an event is being dispatched. The others are told of the disconnect
+ * (event NULL) right then; they must not receive the old connection's event after that notice. */
+struct order {
+    char seen[8][32];
+    int n;
+};
+
+static void closer_cb(qmp_client *c, const char *event, json_t *data, json_t *msg, void *payload)
+{
+    (void)data; (void)msg; (void)payload;
+    if (event)
+        qmp_client_close(c);
+}
+
+static void order_cb(qmp_client *c, const char *event, json_t *data, json_t *msg, void *payload)
+{
+    struct order *o = payload;
+    (void)c; (void)data; (void)msg;
+    if (o->n < 8)
+        snprintf(o->seen[o->n++], sizeof(o->seen[0]), "%s", event ? event : "(disconnect)");
+}
+
+static void test_no_event_after_disconnect_notice(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct st st;
+    struct order o;
+    int peer;
+    (void)state;
+    memset(&o, 0, sizeof(o));
+    qmp_client *c = ready_client(base, &peer, &st);
+    assert_int_equal(qmp_subscribe(c, "RESUME", NULL, closer_cb, NULL, NULL), 0);
+    assert_int_equal(qmp_subscribe(c, NULL, NULL, order_cb, &o, NULL), 0);
+    peer_write(peer, "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"RESUME\"}\r\n");
+    for (int i = 0; i < 500 && qmp_client_state(c) == QMP_STATE_READY; i++)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(qmp_client_state(c), QMP_STATE_CLOSED);
+    assert_true(o.n >= 1);
+    assert_string_equal(o.seen[o.n - 1], "(disconnect)");
+    qmp_client_free(c);
+    close(peer);
+    event_base_free(base);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* a peer write to a closed client fails with EPIPE instead */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reconnect_from_callback_drops_old_bytes),
         cmocka_unit_test(test_call_from_fail_all_callback_survives),
+        cmocka_unit_test(test_no_event_after_disconnect_notice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
