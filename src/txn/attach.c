@@ -198,7 +198,10 @@ enum smmu_outcome txn_rollback_attach(struct txn_ctx *t, json_t *txn)
             enum txn_del out;
             txn_unplug(t, &name, 1, unplug_ms, &out, &e);
             if (out == TXN_DEL_DONE) {
+                json_t *jd = smmu_journal_find_device(t->j, name);
                 txn_step_state(step, "undone");
+                if (jd && json_is_true(json_object_get(jd, "rollback"))) /* pending in an earlier run: gone now */
+                    smmu_journal_remove_device(t->j, name);
             } else if (out == TXN_DEL_PENDING) {
                 txn_step_state(step, "pending");
                 pending = true;

@@ -74,6 +74,7 @@ int smmu_txn_status(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
     json_t *doc = smmu_journal_doc(j);
     json_t *finished = json_array(), *vanished = json_array(), *attached = json_array(), *pending = json_array();
     json_t *interrupted = NULL, *recovered = json_null(), *d;
+    json_t *rolled = NULL; /* the attach rolled back just now: its undone devices are gone, whatever facts say */
     const char **gone = NULL;
     size_t ngone = 0, i;
     struct smmu_error e = SMMU_ERROR_INIT;
@@ -87,6 +88,7 @@ int smmu_txn_status(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
         json_incref(txn);
         if (!strcmp(op, "attach")) {
             o = txn_rollback_attach(&t, txn);
+            rolled = json_incref(txn);
             json_decref(recovered);
             recovered = json_pack("{s:s,s:s}", "op", "attach", "result",
                                   o == SMMU_OUTCOME_ROLLED_BACK ? "rolled-back" : "incomplete");
@@ -101,7 +103,9 @@ int smmu_txn_status(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
     }
     /* Devices the journal knows vs devices QEMU has. A device rolled back just now is gone from QEMU but
      * facts were gathered before: check the journal's own step states first. */
-    gone = calloc(json_array_size(smmu_journal_devices(j)) + 1, sizeof(*gone));
+    /* room for every id that can be called gone: finished by the detach above or by the loop below, undone */
+    gone = calloc(json_array_size(finished) + json_array_size(smmu_journal_devices(j)) +
+                  json_array_size(json_object_get(rolled, "steps")) + 1, sizeof(*gone));
     for (i = 0; gone && i < json_array_size(smmu_journal_devices(j));) {
         d = json_array_get(smmu_journal_devices(j), i);
         const char *id = txn_step_str(d, "id");
@@ -125,6 +129,9 @@ int smmu_txn_status(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
         json_array_foreach(finished, k, id)
             if (gone)
                 gone[ngone++] = json_string_value(id);
+        json_array_foreach(json_object_get(rolled, "steps"), k, id)
+            if (gone && !strcmp(txn_step_str(id, "kind"), "device_add") && txn_step_is(id, "undone"))
+                gone[ngone++] = txn_step_str(id, "name");
         int r = txn_maybe_delete_iommufd(&t, f, gone, ngone, &e);
         if (r < 0 && !res->error.code)
             smmu_error_copy(&res->error, &e);
@@ -142,5 +149,6 @@ int smmu_txn_status(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
                             json_object_get(doc, "iommufd") ? json_object_get(doc, "iommufd") : json_null(),
                             "recovered", recovered);
     free(gone);
+    json_decref(rolled);
     return res->outcome == SMMU_OUTCOME_DONE ? 0 : (res->error.code ? res->error.code : -EINPROGRESS);
 }

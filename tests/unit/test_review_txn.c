@@ -372,6 +372,106 @@ static void test_recover_lost_midway_is_incomplete(void **state)
     json_decref(j);
 }
 
+/* The rerun of a rollback (recover) completes an unplug an earlier run left pending. Everything is undone: recover
+ * must say done (exit 0), forget the device, and delete the iommufd object the attach created (QEMU as before),
+ * not report the device still pending from the facts gathered before it was unplugged. */
+static void test_recover_finishing_pending_rollback_is_done(void **state)
+{
+    struct env *e = *state;
+    struct smmu_txn_opts o = SMMU_TXN_OPTS_INIT;
+    struct smmu_result res;
+    struct smmu_error err = SMMU_ERROR_INIT;
+    struct smmu_facts f;
+    char fault[256];
+    char *before = sim_state(e->sim);
+    o.sysfs_root = fakesys_root(e->fs);
+    o.unplug_timeout_ms = 300;
+    assert_int_equal(qmp_call_sync(e->c, "cont", NULL, NULL, 0, NULL, &err), 0); /* the guest clock runs */
+    snprintf(fault, sizeof(fault), "{\"kind\":\"stall\",\"command\":\"device_add\",\"arg\":{\"id\":\"%s\"}}", DEVID2);
+    assert_int_equal(simh_fault(e->sim, fault), 0);
+    snprintf(fault, sizeof(fault), "{\"kind\":\"fail\",\"command\":\"device_del\",\"arg\":{\"id\":\"%s\"}}", DEVID2);
+    assert_int_equal(simh_fault(e->sim, fault), 0);
+    snprintf(fault, sizeof(fault), "{\"id\":\"%s\",\"mode\":\"never\"}", DEVID);
+    assert_int_equal(simh_unplug(e->sim, fault), 0);
+    smmu_txn_attach(&e->c, e->j, &e->f, e->p, &o, &res);
+    assert_int_equal(res.outcome, SMMU_OUTCOME_INCOMPLETE);
+    smmu_result_fini(&res);
+    /* the guest now releases devices; the first unplug request expired */
+    snprintf(fault, sizeof(fault), "{\"id\":\"%s\",\"mode\":\"event\"}", DEVID);
+    assert_int_equal(simh_unplug(e->sim, fault), 0);
+    assert_int_equal(simh_advance(e->sim, 6000), 0);
+    if (smmu_facts_gather(e->c, fakesys_root(e->fs), e->j, &f, &err) < 0)
+        fail_msg("facts: %s", err.message);
+    o.unplug_timeout_ms = 2000;
+    smmu_txn_status(&e->c, e->j, &f, true, &o, &res);
+    smmu_facts_free(&f);
+    json_t *d = simh_dump(e->sim);
+    assert_null(simh_dump_device(d, DEVID));
+    assert_null(simh_dump_device(d, DEVID2));
+    json_decref(d);
+    if (res.outcome != SMMU_OUTCOME_DONE) {
+        char *t = json_dumps(res.report, JSON_COMPACT);
+        fail_msg("recover: outcome %d (want done: every step undone): %s; report %s", res.outcome,
+                 res.error.message, t ? t : "");
+    }
+    smmu_result_fini(&res);
+    json_t *j = journal_on_disk(e);
+    assert_true(json_is_null(json_object_get(j, "txn")));
+    assert_int_equal(json_array_size(json_object_get(j, "devices")), 0);
+    json_decref(j);
+    /* QEMU as before, apart from the run state we changed */
+    json_t *b = json_loads(before, 0, NULL), *a = simh_dump(e->sim);
+    assert_true(json_equal(json_object_get(b, "objects"), json_object_get(a, "objects")));
+    assert_true(json_equal(json_object_get(b, "devices"), json_object_get(a, "devices")));
+    json_decref(a);
+    json_decref(b);
+    free(before);
+}
+
+/* recover finishes an interrupted detach of two devices: both unplugs complete and both leave the journal. The
+ * iommufd check that follows gets every finished id (heap overflow: the list was sized from the journal's
+ * devices after they were removed). Run under ASan to see it. */
+static void test_recover_finishing_detach_of_two(void **state)
+{
+    struct env *e = *state;
+    struct smmu_txn_opts o = SMMU_TXN_OPTS_INIT;
+    struct smmu_result res;
+    struct smmu_error err = SMMU_ERROR_INIT;
+    struct smmu_facts f;
+    const char *devs[] = {DEVID, DEVID2};
+    char fault[256];
+    o.sysfs_root = fakesys_root(e->fs);
+    o.unplug_timeout_ms = 2000;
+    smmu_txn_attach(&e->c, e->j, &e->f, e->p, &o, &res);
+    if (res.outcome != SMMU_OUTCOME_DONE)
+        fail_msg("attach: %s", res.error.message);
+    smmu_result_fini(&res);
+    if (smmu_facts_gather(e->c, fakesys_root(e->fs), e->j, &f, &err) < 0)
+        fail_msg("facts: %s", err.message);
+    /* the connection drops at the first device_del, before QEMU runs it; no reconnect: the detach stays open */
+    snprintf(fault, sizeof(fault), "{\"kind\":\"close-before\",\"command\":\"device_del\",\"arg\":{\"id\":\"%s\"}}", DEVID);
+    assert_int_equal(simh_fault(e->sim, fault), 0);
+    smmu_txn_detach(&e->c, e->j, &f, devs, 2, &o, &res);
+    smmu_facts_free(&f);
+    assert_int_equal(res.outcome, SMMU_OUTCOME_INCOMPLETE);
+    smmu_result_fini(&res);
+    qmp_client_free(e->c);
+    e->c = env_connect(e);
+    if (smmu_facts_gather(e->c, fakesys_root(e->fs), e->j, &f, &err) < 0)
+        fail_msg("facts: %s", err.message);
+    smmu_txn_status(&e->c, e->j, &f, true, &o, &res);
+    smmu_facts_free(&f);
+    if (res.outcome != SMMU_OUTCOME_DONE)
+        fail_msg("recover: outcome %d: %s", res.outcome, res.error.message);
+    assert_int_equal(json_array_size(json_object_get(res.report, "finished")), 2);
+    smmu_result_fini(&res);
+    json_t *d = simh_dump(e->sim);
+    assert_null(simh_dump_device(d, DEVID));
+    assert_null(simh_dump_device(d, DEVID2));
+    assert_int_equal(json_array_size(json_object_get(d, "objects")), 0); /* iommufd0 deleted */
+    json_decref(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,6 +481,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_detach_reply_lost_device_gone_is_done, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_rollback_rerun_keeps_one_pending_entry, env_setup2, env_teardown),
         cmocka_unit_test_setup_teardown(test_recover_lost_midway_is_incomplete, env_setup2, env_teardown),
+        cmocka_unit_test_setup_teardown(test_recover_finishing_pending_rollback_is_done, env_setup2, env_teardown),
+        cmocka_unit_test_setup_teardown(test_recover_finishing_detach_of_two, env_setup2, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
