@@ -63,6 +63,19 @@ json_t *txn_report_device(json_t *step, const char *state)
 
 /* Mark the getfd whose name a failed or sent object-add/device_add consumed (QEMU consumes it even when
  * the command fails: a later closefd would only answer "not found"). */
+/* Did QEMU take the fd name passed to a command that it refused with `desc`? object-add: always (its fd
+ * property is set before anything can fail; FACTS: consumed even on "duplicate id"). device_add: only once it
+ * got as far as setting properties and realizing — realize errors are QEMU's "vfio <dev>: …" and "PCI: …";
+ * earlier ones ("Bus 'x' not found", "Duplicate device ID", "… does not support hotplugging") leave the name
+ * in place, so the rollback must closefd it (checked on real QEMU 11.1.3). Unknown texts: not consumed, and
+ * the rollback's closefd then also settles it ("not found" is accepted). */
+static bool attach_error_consumed(const char *kind, const char *desc)
+{
+    if (!strcmp(kind, "object-add"))
+        return true;
+    return !strncmp(desc, "vfio ", 5) || !strncmp(desc, "PCI: ", 5);
+}
+
 static void attach_mark_consumed(json_t *steps, size_t k)
 {
     if (k == 0)
@@ -312,7 +325,8 @@ int smmu_txn_attach(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
         failed_at = (int)k;
         if (r == -EIO) {
             txn_step_state(step, "failed"); /* QEMU refused: a failed object-add/device_add leaves nothing */
-            attach_mark_consumed(steps, k);
+            if (attach_error_consumed(kind, e.qmp_desc))
+                attach_mark_consumed(steps, k);
         } else if (!t.lost) {
             attach_reconcile(&t, steps, k); /* timeout or reconnected: ask QEMU what happened */
         }

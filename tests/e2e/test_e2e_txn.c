@@ -396,6 +396,49 @@ static void test_engine_undo_on_real_error(void **state)
     engine_close(&g);
 }
 
+/* device_add refused before QEMU set its properties ("Bus 'nope' not found") leaves the getfd name in QEMU: the
+ * rollback must closefd it (a realize error, by contrast, consumes it: test_attach_fd_pass_rolls_back). */
+static void test_engine_closes_unconsumed_fd_name(void **state)
+{
+    struct env *e = *state;
+    struct engine g;
+    struct smmu_plan p = {0};
+    struct smmu_txn_opts o = SMMU_TXN_OPTS_INIT;
+    struct smmu_result res;
+    char file[8192];
+    snprintf(file, sizeof(file), "%s/fake-cdev", e->tmp);
+    close(open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    engine_open(e, &g);
+    snprintf(p.iommufd_id, sizeof(p.iommufd_id), "iommufd0");
+    p.steps = calloc(2, sizeof(*p.steps));
+    p.n_steps = 2;
+    p.steps[0].kind = SMMU_STEP_GETFD;
+    p.steps[0].command = "getfd";
+    snprintf(p.steps[0].name, sizeof(p.steps[0].name), "nic9-cdev");
+    snprintf(p.steps[0].fd_path, sizeof(p.steps[0].fd_path), "%s", file);
+    p.steps[0].args = json_pack("{s:s}", "fdname", "nic9-cdev");
+    p.steps[1].kind = SMMU_STEP_DEVICE_ADD;
+    p.steps[1].command = "device_add";
+    snprintf(p.steps[1].name, sizeof(p.steps[1].name), "nic9");
+    p.steps[1].args = json_pack("{s:s,s:s,s:s,s:s,s:s}", "driver", "vfio-pci", "fd", "nic9-cdev", "bus", "nope", "addr",
+                                "0x0", "id", "nic9");
+    assert_int_equal(smmu_txn_attach(&g.c, g.j, &g.f, &p, &o, &res), -EIO);
+    assert_int_equal(res.outcome, SMMU_OUTCOME_ROLLED_BACK);
+    assert_string_equal(res.error.qmp_desc, "Bus 'nope' not found");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(res.report, "steps"), 0),
+                                                          "state")), "undone");
+    smmu_result_fini(&res);
+    /* the name is gone from QEMU: the rollback closed it */
+    struct smmu_error err = SMMU_ERROR_INIT;
+    assert_int_equal(qmp_call_sync(g.c, "closefd", json_pack("{s:s}", "fdname", "nic9-cdev"), NULL, 0, NULL, &err),
+                     -EIO);
+    assert_string_equal(err.qmp_desc, "File descriptor named 'nic9-cdev' not found");
+    for (size_t i = 0; i < p.n_steps; i++)
+        json_decref(p.steps[i].args);
+    free(p.steps);
+    engine_close(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -404,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_attach_fd_pass_rolls_back),
         cmocka_unit_test(test_engine_attach_detach_nic),
         cmocka_unit_test(test_engine_undo_on_real_error),
+        cmocka_unit_test(test_engine_closes_unconsumed_fd_name),
     };
     return cmocka_run_group_tests(tests, env_setup, env_teardown);
 }
