@@ -10,7 +10,8 @@
 
 int cli_timeout_ms(const struct cli *cli)
 {
-    return (int)(cli->timeout_s * 1000.0 + 0.5);
+    int ms = (int)(cli->timeout_s * 1000.0 + 0.5);
+    return ms > 0 ? ms : 1; /* 0 would mean "the default" to the client */
 }
 
 json_t *cli_error_json(const struct smmu_error *e)

@@ -123,8 +123,7 @@ static int txn_begin(struct cli *cli, const char *command, smmu_journal **j, str
     if (smmu_facts_gather(cli->qmp, cli->sysfs, *j, f, &e) < 0) {
         smmu_journal_close(*j);
         *j = NULL;
-        return cli_fail(cli, command, e.code == -EIO || e.code == -EPROTO ? EXIT_UNREACHABLE : EXIT_UNREACHABLE, &e,
-                        NULL);
+        return cli_fail(cli, command, EXIT_UNREACHABLE, &e, NULL); /* nothing changed yet */
     }
     if (f->warnings[0])
         cli_info(cli, "warning: %s", f->warnings);

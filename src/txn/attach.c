@@ -282,6 +282,19 @@ int smmu_txn_attach(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
     (void)f;
 
     memset(res, 0, sizeof(*res));
+    /* Every file to pass must open before anything is sent: a refusal then changes nothing (exit 2). */
+    for (size_t k = 0; k < p->n_steps; k++) {
+        if (p->steps[k].kind != SMMU_STEP_GETFD)
+            continue;
+        json_t *probe = json_pack("{s:s,s:s}", "fd_path", p->steps[k].fd_path, "name", p->steps[k].name);
+        int fd = attach_open_fd(probe, &res->error);
+        json_decref(probe);
+        if (fd < 0) {
+            res->outcome = SMMU_OUTCOME_REFUSED;
+            return fd;
+        }
+        close(fd);
+    }
     txn = attach_txn_new(p); /* our reference lives to the end: the journal drops its own when the txn closes */
     steps = json_object_get(txn, "steps");
     n = json_array_size(steps);

@@ -358,6 +358,37 @@ static void test_kill_matrix_three(void **state)
     kill_matrix(*state, 3, true);
 }
 
+/* A file to pass that cannot be opened is a refusal before anything is sent (exit 2), not a rollback. */
+static void test_fd_pass_unopenable_refused(void **state)
+{
+    struct env *e = *state;
+    scenario_begin(e, 4, 2, NULL);
+    char *before = sim_state(e->sim);
+    json_t *d0 = simh_dump(e->sim);
+    json_int_t cmds0 = json_integer_value(json_object_get(d0, "command_count"));
+    json_decref(d0);
+    struct smmu_run r;
+    char nodev[4200];
+    snprintf(nodev, sizeof(nodev), "%s/no-such-dev", e->tmp);
+    const char *argv[] = {"--qmp", simh_qmp_path(e->sim), "--state-dir", e->state, "--vm", "vm", "--sysfs",
+                          fakesys_root(e->fs), "--dev", nodev, "--json", "attach", "--fd-pass", BDF[0], NULL};
+    smmu_run_cli(&r, argv, 30000);
+    assert_int_equal(r.status, 2);
+    json_t *o = smmu_run_json(&r);
+    assert_non_null(strstr(json_string_value(json_object_get(json_object_get(o, "error"), "message")), nodev));
+    json_decref(o);
+    smmu_run_free(&r);
+    json_t *d1 = simh_dump(e->sim);
+    /* negotiation + discovery only (6 commands), nothing that changes QEMU */
+    assert_int_equal(json_integer_value(json_object_get(d1, "command_count")) - cmds0, 6);
+    json_decref(d1);
+    char *after = sim_state(e->sim);
+    assert_same_state(before, after, "unopenable fd file");
+    assert_journal_closed(e, "unopenable fd file");
+    free(before);
+    free(after);
+}
+
 /* ---- detach ---- */
 
 static double now_ms(void)
@@ -558,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_fault_matrix_three),
         cmocka_unit_test(test_kill_matrix_one),
         cmocka_unit_test(test_kill_matrix_three),
+        cmocka_unit_test(test_fd_pass_unopenable_refused),
         cmocka_unit_test(test_detach_parallel),
         cmocka_unit_test(test_detach_pending_then_status),
         cmocka_unit_test(test_detach_refused),
