@@ -73,6 +73,7 @@ struct qmp_client {
     bool dead;                /* free requested while busy */
     unsigned conn_gen;        /* bumped whenever a connection ends: bytes of an older one are never decoded */
     unsigned read_gen;        /* conn_gen of the connection whose chunk is being decoded */
+    struct addrinfo *ai_head, *ai_next; /* tcp: the addresses still to try */
     int deferred_err;         /* failure to report from the deferred event */
     struct smmu_error deferred_e;
 };
@@ -297,8 +298,11 @@ static void out_free_all(qmp_client *c)
     c->out_tail = NULL;
 }
 
+static void tcp_forget_addrs(qmp_client *c);
+
 static void conn_release_io(qmp_client *c)
 {
+    tcp_forget_addrs(c);
     if (c->ev_read) { event_free(c->ev_read); c->ev_read = NULL; }
     if (c->ev_write) { event_free(c->ev_write); c->ev_write = NULL; }
     if (c->ev_connect_timer) { event_free(c->ev_connect_timer); c->ev_connect_timer = NULL; }
@@ -692,6 +696,50 @@ static int conn_established(qmp_client *c)
     return 0;
 }
 
+static void tcp_forget_addrs(qmp_client *c)
+{
+    if (c->ai_head)
+        freeaddrinfo(c->ai_head);
+    c->ai_head = c->ai_next = NULL;
+}
+
+static void connect_done_cb(evutil_socket_t fd, short what, void *arg);
+static int connect_fail_later(qmp_client *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Start a non-blocking connect to the next tcp address; when none is left, fail with the last error. */
+static int tcp_try_next(qmp_client *c, int last_errno)
+{
+    while (c->ai_next) {
+        struct addrinfo *ai = c->ai_next;
+        c->ai_next = ai->ai_next;
+        if (c->fd >= 0) {
+            close(c->fd);
+            c->fd = -1;
+        }
+        c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (c->fd < 0) {
+            last_errno = errno;
+            continue;
+        }
+        int r = connect(c->fd, ai->ai_addr, ai->ai_addrlen);
+        if (r == 0) {
+            tcp_forget_addrs(c);
+            return conn_established(c) < 0 ? connect_fail_later(c, -ENOMEM, "out of memory") : 0;
+        }
+        if (errno != EINPROGRESS) {
+            last_errno = errno;
+            continue;
+        }
+        c->ev_write = event_new(c->base, c->fd, EV_WRITE, connect_done_cb, c);
+        if (!c->ev_write)
+            return connect_fail_later(c, -ENOMEM, "out of memory");
+        event_add(c->ev_write, NULL);
+        return 0;
+    }
+    tcp_forget_addrs(c);
+    return connect_fail_later(c, -last_errno, "cannot connect to QEMU at %s: %s", c->addr, strerror(last_errno));
+}
+
 static void connect_done_cb(evutil_socket_t fd, short what, void *arg)
 {
     qmp_client *c = arg;
@@ -705,9 +753,15 @@ static void connect_done_cb(evutil_socket_t fd, short what, void *arg)
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
         soerr = errno;
     if (soerr) {
+        if (c->ai_next) { /* another address of the same host may answer */
+            tcp_try_next(c, soerr);
+            return;
+        }
+        tcp_forget_addrs(c);
         conn_failf(c, -soerr, "cannot connect to QEMU at %s: %s", c->addr, strerror(soerr));
         return;
     }
+    tcp_forget_addrs(c);
     if (conn_established(c) < 0)
         conn_failf(c, -ENOMEM, "out of memory");
 }
@@ -790,28 +844,14 @@ int qmp_client_connect(qmp_client *c, const char *addr, qmp_state_cb cb, void *p
             return connect_fail_later(c, -ENOMEM, "out of memory");
         return 0;
     }
-    /* tcp */
+    /* tcp: every address getaddrinfo gives, in order (localhost may be ::1 first, QEMU on 127.0.0.1) */
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
     c->is_unix = false;
     r = getaddrinfo(a.host, a.port, &hints, &res);
     if (r != 0)
         return connect_fail_later(c, -EHOSTUNREACH, "cannot resolve %s: %s", addr, gai_strerror(r));
-    c->fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, res->ai_protocol);
-    if (c->fd < 0) {
-        freeaddrinfo(res);
-        return connect_fail_later(c, -errno, "socket: %s", strerror(errno));
-    }
-    r = connect(c->fd, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    if (r < 0 && errno != EINPROGRESS)
-        return connect_fail_later(c, -errno, "cannot connect to QEMU at %s: %s", addr, strerror(errno));
-    if (r == 0)
-        return conn_established(c) < 0 ? connect_fail_later(c, -ENOMEM, "out of memory") : 0;
-    c->ev_write = event_new(c->base, c->fd, EV_WRITE, connect_done_cb, c);
-    if (!c->ev_write)
-        return connect_fail_later(c, -ENOMEM, "out of memory");
-    event_add(c->ev_write, NULL);
-    return 0;
+    c->ai_head = c->ai_next = res;
+    return tcp_try_next(c, ECONNREFUSED);
 }
 
 int qmp_client_connect_fd(qmp_client *c, int fd, qmp_state_cb cb, void *payload)

@@ -113,6 +113,27 @@ static void test_tcp_round_trip(void **state)
     server_stop(&s);
 }
 
+/* A host name with several addresses: each is tried in turn (localhost may resolve to ::1 first while QEMU
+ * listens on 127.0.0.1 only). */
+static void test_tcp_host_name(void **state)
+{
+    (void)state;
+    struct server s;
+    server_start(&s);
+    struct event_base *base = event_base_new();
+    qmp_client *c;
+    struct smmu_error err = SMMU_ERROR_INIT;
+    char addr[64];
+    snprintf(addr, sizeof(addr), "tcp:localhost:%d", s.port);
+    assert_int_equal(qmp_client_new(&c, base, NULL), 0);
+    if (qmp_client_connect_sync(c, addr, &err) < 0)
+        fail_msg("%s: %s", addr, err.message);
+    assert_int_equal(qmp_call_sync(c, "query-status", NULL, NULL, 0, NULL, &err), 0);
+    qmp_client_free(c);
+    event_base_free(base);
+    server_stop(&s);
+}
+
 static void test_tcp_refused(void **state)
 {
     (void)state;
@@ -185,6 +206,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tcp_round_trip),
+        cmocka_unit_test(test_tcp_host_name),
         cmocka_unit_test(test_tcp_refused),
         cmocka_unit_test(test_addr_parse),
     };
