@@ -21,89 +21,15 @@
 #include <event2/event.h>
 
 #include "smmuctl/qmp.h"
+#include "support/qmp_peer.h"
 
-#define PUMP_MS 5000
 
-static const char GREETING[] =
-    "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 3, \"minor\": 1, \"major\": 11}, \"package\": \"\"}, "
-    "\"capabilities\": [\"oob\"]}}\r\n";
 
-static void peer_write(int fd, const char *text)
-{
-    size_t len = strlen(text);
-    assert_int_equal(write(fd, text, len), (ssize_t)len);
-}
-
-/* One line the client sent (bounded wait); returns its "id" (static buffer). */
-static const char *peer_read_id(int fd)
-{
-    static char id[64];
-    char buf[8192];
-    size_t n = 0;
-    while (n < sizeof(buf) - 1) {
-        struct pollfd p = {fd, POLLIN, 0};
-        assert_int_equal(poll(&p, 1, PUMP_MS), 1);
-        ssize_t r = read(fd, buf + n, 1);
-        assert_true(r == 1);
-        if (buf[n++] == '\n')
-            break;
-    }
-    buf[n] = 0;
-    json_t *j = json_loads(buf, 0, NULL);
-    assert_non_null(j);
-    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(j, "id")) ?: "");
-    json_decref(j);
-    return id;
-}
-
-struct st {
-    bool done;
-    int calls, err;
-    char msg[1024];
-};
-
-static void state_cb(qmp_client *c, int err, const struct smmu_error *e, void *payload)
-{
-    struct st *s = payload;
-    (void)c;
-    s->done = true;
-    s->calls++;
-    s->err = err;
-    snprintf(s->msg, sizeof(s->msg), "%s", e ? e->message : "");
-}
-
-/* A READY client on a socketpair; *peer gets QEMU's end. */
-static qmp_client *ready_client(struct event_base *base, int *peer, struct st *st)
-{
-    int sv[2];
-    qmp_client *c = NULL;
-    struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
-    char reply[128];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    assert_int_equal(qmp_client_new(&c, base, &o), 0);
-    memset(st, 0, sizeof(*st));
-    assert_int_equal(qmp_client_connect_fd(c, sv[0], state_cb, st), 0);
-    peer_write(sv[1], GREETING);
-    bool sent = false;
-    /* the greeting is read from the loop; qmp_capabilities goes out */
-    while (!sent) {
-        struct pollfd p = {sv[1], POLLIN, 0};
-        event_base_loop(base, EVLOOP_NONBLOCK);
-        sent = poll(&p, 1, 10) == 1;
-    }
-    snprintf(reply, sizeof(reply), "{\"return\": {}, \"id\": \"%s\"}\r\n", peer_read_id(sv[1]));
-    peer_write(sv[1], reply);
-    assert_int_equal(qmp_pump_until(base, &st->done, PUMP_MS), 0);
-    assert_int_equal(st->err, 0);
-    assert_int_equal(qmp_client_state(c), QMP_STATE_READY);
-    *peer = sv[1];
-    return c;
-}
 
 /* A reply callback closes the connection and connects again (a daemon's reconnect). The rest of the old
  * connection's chunk (here an event) must not be decoded as the new connection's greeting. */
 struct reconnect {
-    struct st st2;
+    struct qmp_peer_state st2;
     int newfd;
     bool replied;
 };
@@ -115,33 +41,33 @@ static void reconnect_cb(qmp_client *c, int err, json_t *ret, const struct smmu_
     rc->replied = true;
     assert_int_equal(err, 0);
     qmp_client_close(c);
-    assert_int_equal(qmp_client_connect_fd(c, rc->newfd, state_cb, &rc->st2), 0);
+    assert_int_equal(qmp_client_connect_fd(c, rc->newfd, qmp_peer_state_cb, &rc->st2), 0);
 }
 
 static void test_reconnect_from_callback_drops_old_bytes(void **state)
 {
     struct event_base *base = event_base_new();
-    struct st st;
+    struct qmp_peer_state st;
     struct reconnect rc;
     int peer, sv[2];
     char chunk[512];
     (void)state;
     memset(&rc, 0, sizeof(rc));
-    qmp_client *c = ready_client(base, &peer, &st);
+    qmp_client *c = qmp_peer_ready_client(base, &peer, &st);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     rc.newfd = sv[0];
     assert_int_equal(qmp_call(c, "query-status", NULL, NULL, 0, 0, reconnect_cb, &rc), 0);
-    const char *id = peer_read_id(peer);
+    const char *id = qmp_peer_read_id(peer);
     /* reply and an event in ONE chunk from the old connection */
     snprintf(chunk, sizeof(chunk),
              "{\"return\": {}, \"id\": \"%s\"}\r\n{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, "
              "\"event\": \"RESUME\"}\r\n", id);
-    peer_write(peer, chunk);
-    assert_int_equal(qmp_pump_until(base, &rc.replied, PUMP_MS), 0);
+    qmp_peer_write(peer, chunk);
+    assert_int_equal(qmp_pump_until(base, &rc.replied, QMP_PEER_MS), 0);
     if (rc.st2.done)
         fail_msg("the new connection failed on the old connection's bytes: %s", rc.st2.msg);
     /* the new QEMU greets; the client negotiates on the new connection */
-    peer_write(sv[1], GREETING);
+    qmp_peer_write(sv[1], QMP_PEER_GREETING);
     bool sent = false;
     for (int i = 0; i < 500 && !sent && !rc.st2.done; i++) {
         struct pollfd p = {sv[1], POLLIN, 0};
@@ -152,9 +78,9 @@ static void test_reconnect_from_callback_drops_old_bytes(void **state)
         fail_msg("the new connection failed before its greeting was read: %s", rc.st2.msg);
     assert_true(sent);
     char reply[128];
-    snprintf(reply, sizeof(reply), "{\"return\": {}, \"id\": \"%s\"}\r\n", peer_read_id(sv[1]));
-    peer_write(sv[1], reply);
-    assert_int_equal(qmp_pump_until(base, &rc.st2.done, PUMP_MS), 0);
+    snprintf(reply, sizeof(reply), "{\"return\": {}, \"id\": \"%s\"}\r\n", qmp_peer_read_id(sv[1]));
+    qmp_peer_write(sv[1], reply);
+    assert_int_equal(qmp_pump_until(base, &rc.st2.done, QMP_PEER_MS), 0);
     if (rc.st2.err != 0)
         fail_msg("new connection: %d %s", rc.st2.err, rc.st2.msg);
     assert_int_equal(qmp_client_state(c), QMP_STATE_READY);
@@ -193,23 +119,23 @@ static void chain_a_cb(qmp_client *c, int err, json_t *ret, const struct smmu_er
 static void test_call_from_fail_all_callback_survives(void **state)
 {
     struct event_base *base = event_base_new();
-    struct st st;
+    struct qmp_peer_state st;
     struct chain ch;
     int peer;
     (void)state;
     memset(&ch, 0, sizeof(ch));
-    qmp_client *c = ready_client(base, &peer, &st);
+    qmp_client *c = qmp_peer_ready_client(base, &peer, &st);
     assert_int_equal(qmp_call(c, "query-status", NULL, NULL, 0, 0, chain_a_cb, &ch), 0);
-    (void)peer_read_id(peer);
-    peer_write(peer, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting value\"}}\r\n");
-    assert_int_equal(qmp_pump_until(base, &ch.a_done, PUMP_MS), 0);
+    (void)qmp_peer_read_id(peer);
+    qmp_peer_write(peer, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting value\"}}\r\n");
+    assert_int_equal(qmp_pump_until(base, &ch.a_done, QMP_PEER_MS), 0);
     assert_int_equal(ch.a_err, -EPROTO);
     if (ch.b_done)
         fail_msg("the call made from the callback was failed too (%d) although its command was sent", ch.b_err);
     char reply[128];
-    snprintf(reply, sizeof(reply), "{\"return\": {\"status\": \"running\"}, \"id\": \"%s\"}\r\n", peer_read_id(peer));
-    peer_write(peer, reply);
-    assert_int_equal(qmp_pump_until(base, &ch.b_done, PUMP_MS), 0);
+    snprintf(reply, sizeof(reply), "{\"return\": {\"status\": \"running\"}, \"id\": \"%s\"}\r\n", qmp_peer_read_id(peer));
+    qmp_peer_write(peer, reply);
+    assert_int_equal(qmp_pump_until(base, &ch.b_done, QMP_PEER_MS), 0);
     assert_int_equal(ch.b_err, 0);
     qmp_client_free(c);
     close(peer);
@@ -241,15 +167,15 @@ static void order_cb(qmp_client *c, const char *event, json_t *data, json_t *msg
 static void test_no_event_after_disconnect_notice(void **state)
 {
     struct event_base *base = event_base_new();
-    struct st st;
+    struct qmp_peer_state st;
     struct order o;
     int peer;
     (void)state;
     memset(&o, 0, sizeof(o));
-    qmp_client *c = ready_client(base, &peer, &st);
+    qmp_client *c = qmp_peer_ready_client(base, &peer, &st);
     assert_int_equal(qmp_subscribe(c, "RESUME", NULL, closer_cb, NULL, NULL), 0);
     assert_int_equal(qmp_subscribe(c, NULL, NULL, order_cb, &o, NULL), 0);
-    peer_write(peer, "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"RESUME\"}\r\n");
+    qmp_peer_write(peer, "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"RESUME\"}\r\n");
     for (int i = 0; i < 500 && qmp_client_state(c) == QMP_STATE_READY; i++)
         event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     assert_int_equal(qmp_client_state(c), QMP_STATE_CLOSED);
