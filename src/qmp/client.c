@@ -20,8 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "qmp/internal.h"
-
 #define QMP_MAX_FDS 16
 
 struct qmp_out {

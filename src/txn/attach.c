@@ -161,15 +161,15 @@ static int attach_reconcile(struct txn_ctx *t, json_t *steps, size_t k)
     return 0;
 }
 
-static int attach_open_fd(json_t *step, struct smmu_error *err)
+/* Open the file a getfd step passes (read-write, else read-only); `name` is the fd name, for the message. */
+static int attach_open_fd(const char *path, const char *name, struct smmu_error *err)
 {
-    const char *path = txn_step_str(step, "fd_path");
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0 && (errno == EACCES || errno == EISDIR || errno == EROFS))
         fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return smmu_error_set(err, -errno, "cannot open %s to pass it to QEMU (%s): %s", path,
-                              txn_step_str(step, "name"), strerror(errno));
+        return smmu_error_set(err, -errno, "cannot open %s to pass it to QEMU (%s): %s", path, name,
+                              strerror(errno));
     return fd;
 }
 
@@ -286,9 +286,7 @@ int smmu_txn_attach(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
     for (size_t k = 0; k < p->n_steps; k++) {
         if (p->steps[k].kind != SMMU_STEP_GETFD)
             continue;
-        json_t *probe = json_pack("{s:s,s:s}", "fd_path", p->steps[k].fd_path, "name", p->steps[k].name);
-        int fd = attach_open_fd(probe, &res->error);
-        json_decref(probe);
+        int fd = attach_open_fd(p->steps[k].fd_path, p->steps[k].name, &res->error);
         if (fd < 0) {
             res->outcome = SMMU_OUTCOME_REFUSED;
             return fd;
@@ -311,7 +309,7 @@ int smmu_txn_attach(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
         const char *kind = txn_step_str(step, "kind");
         struct smmu_error e = SMMU_ERROR_INIT;
         int fd = -1, r;
-        if (!strcmp(kind, "getfd") && (fd = attach_open_fd(step, &e)) < 0) {
+        if (!strcmp(kind, "getfd") && (fd = attach_open_fd(txn_step_str(step, "fd_path"), txn_step_str(step, "name"), &e)) < 0) {
             txn_step_state(step, "failed");
             attach_error(&t, step, &e);
             failed_at = (int)k;

@@ -116,24 +116,17 @@ int txn_send(struct txn_ctx *t, int step, const char *cmd, json_t *args, const i
 
 int txn_exists(struct txn_ctx *t, const char *path, struct smmu_error *err)
 {
-    const char *name = strrchr(path, '/');
-    char parent[SMMU_PATH_LEN];
-    json_t *ret = NULL, *e;
-    size_t i;
-    int r, found = 0;
-    snprintf(parent, sizeof(parent), "%.*s", (int)(name - path), path);
-    r = txn_send(t, -1, "qom-list", json_pack("{s:s}", "path", parent), NULL, 0, &ret, err);
-    if (r == -ECONNRESET && !t->lost) /* reconnected: ask again on the new connection */
-        r = txn_send(t, -1, "qom-list", json_pack("{s:s}", "path", parent), NULL, 0, &ret, err);
-    if (r < 0)
-        return r;
-    json_array_foreach(ret, i, e) {
-        const char *n = json_string_value(json_object_get(e, "name"));
-        if (n && !strcmp(n, name + 1))
-            found = 1;
+    /* the vm module asks; a connection that is gone is re-established once and asked again */
+    for (int attempt = 0;; attempt++) {
+        if (t->lost)
+            return smmu_error_set(err, -ENOTCONN, "asking whether %s exists: QEMU is unreachable", path);
+        int r = smmu_vm_qom_exists(*t->c, path, err);
+        if (r >= 0 || attempt > 0 || qmp_client_state(*t->c) == QMP_STATE_READY)
+            return r;
+        struct smmu_error e2 = SMMU_ERROR_INIT;
+        if (txn_reconnect(t, &e2) < 0)
+            return r;
     }
-    json_decref(ret);
-    return found;
 }
 
 /* ---- parallel unplug ---- */
