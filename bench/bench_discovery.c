@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "smmuctl/qmp.h"
+#include "support/qmp_sync.h"
 #include "smmuctl/topology.h"
 #include "smmuctl/vm.h"
 #include "support/qemu.h"

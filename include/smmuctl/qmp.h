@@ -114,20 +114,6 @@ int qmp_subscribe(qmp_client *c, const char *event, const char *device, qmp_even
                   qmp_sub **out);
 void qmp_unsubscribe(qmp_sub *s);
 
-/* ---- blocking helpers (pump the client's event_base; never call them from a callback) ---- */
-
-/* Connect and wait until READY or failure. */
-int qmp_client_connect_sync(qmp_client *c, const char *addr, struct smmu_error *err);
-/* Call and wait. On success *ret (may be NULL to discard) receives a new reference to "return". */
-int qmp_call_sync(qmp_client *c, const char *cmd, json_t *args, const int *fds, size_t nfds, json_t **ret,
-                  struct smmu_error *err);
-/* The same, calling after_send(hook_payload) once the command's bytes were handed to the socket and before the
- * reply is awaited (the transaction engine's crash-test hook); timeout_ms as for qmp_call. */
-int qmp_call_sync_hook(qmp_client *c, const char *cmd, json_t *args, const int *fds, size_t nfds, int timeout_ms,
-                       void (*after_send)(void *), void *hook_payload, json_t **ret, struct smmu_error *err);
-/* Run the loop until *flag becomes true or timeout_ms passes (<0: no limit). Returns 0 or -ETIMEDOUT. */
-int qmp_pump_until(struct event_base *base, const bool *flag, int timeout_ms);
-
 /* ---- transcript recorder (fixture format, see qmp-fixtures/README.md) ---- */
 /* Write a `# …` comment line to the record file, if any. */
 void qmp_client_record_comment(qmp_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -20,23 +20,35 @@
 extern "C" {
 #endif
 
-/* Fill *out (zeroed first; free with smmu_topology_free) from the connected, READY client.
- * Pumps the client's event loop (blocking). Errors: the QMP error of the failing call (-EIO with QEMU's
- * class/desc), transport errors, -EPROTO when a reply does not have the expected shape (message says which
- * command and path). */
-int smmu_vm_discover(qmp_client *c, struct smmu_topology *out, struct smmu_error *err);
+/* Discovery is a step machine on the client's event loop: smmu_vm_discover_start sends the first round trip
+ * and returns at once (it never runs the loop); the callback runs from the loop, exactly once, when the
+ * topology is complete or discovery failed. Freeing or closing the client fails the calls in flight, so the
+ * callback then runs with their error (-ECANCELED / -ECONNRESET) before qmp_client_free returns.
+ *
+ * Callback: err == 0 → *out (the caller's struct, given to start; it must live until the callback) is filled
+ * and owned by the caller (smmu_topology_free); e == NULL. err < 0 → *out is empty (freed), e (borrowed, valid
+ * during the callback) is the QMP error of the failing call (-EIO with QEMU's class/desc, message naming the
+ * command and path), a transport error, or -EPROTO when a reply does not have the expected shape. */
+typedef void (*smmu_vm_discover_cb)(int err, const struct smmu_error *e, void *payload);
 
-/* Flags for smmu_vm_discover_ex. */
+/* Flags for smmu_vm_discover_start. */
 #define SMMU_VM_NO_QOM_LIST_GET 0x1u /* use the qom-list + qom-get path even when qom-list-get exists
                                         (what QEMU < 10.1 forces; benchmarks and tests compare the two) */
-int smmu_vm_discover_ex(qmp_client *c, unsigned flags, struct smmu_topology *out, struct smmu_error *err);
+/* Start discovering the topology of the connected, READY client into *out (zeroed now). Returns 0 (the
+ * callback will run) or -ENOMEM (it will not). Non-blocking. */
+int smmu_vm_discover_start(qmp_client *c, unsigned flags, struct smmu_topology *out, smmu_vm_discover_cb cb,
+                           void *payload);
 
 /* The property `name` of a qom-list-get style entry {"properties":[{"name","value","type"}…]}, or NULL. */
 json_t *smmu_vm_prop(json_t *props_entry, const char *name);
 
-/* Has the QOM object at `path` been created (qom-list of its parent lists it)? 1 yes, 0 no, <0 error.
- * Used by recovery to ask QEMU whether an unconfirmed object-add / device_add took effect. */
-int smmu_vm_qom_exists(qmp_client *c, const char *path, struct smmu_error *err);
+/* Has the QOM object at `path` been created (qom-list of its parent lists it)? Used by recovery to ask QEMU
+ * whether an unconfirmed object-add / device_add took effect. Non-blocking: sends one qom-list and returns 0,
+ * or fails at once (<0, err set, cb not called: e.g. -ENOTCONN). cb runs once from the loop with found 1 (yes),
+ * 0 (no) or <0 (the call failed or the reply has the wrong shape; e borrowed for the callback). */
+typedef void (*smmu_vm_exists_cb)(int found, const struct smmu_error *e, void *payload);
+int smmu_vm_qom_exists_start(qmp_client *c, const char *path, smmu_vm_exists_cb cb, void *payload,
+                             struct smmu_error *err);
 
 #ifdef __cplusplus
 }

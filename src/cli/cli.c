@@ -122,7 +122,7 @@ int cli_connect(struct cli *cli, const char *command)
         smmu_error_set(&e, r, "cannot create a QMP client: %s", strerror(-r));
         return cli_fail(cli, command, EXIT_UNREACHABLE, &e, NULL);
     }
-    r = qmp_client_connect_sync(cli->qmp, cli->qmp_addr, &e);
+    r = cli_connect_wait(cli, cli->qmp, cli->qmp_addr, &e);
     if (r < 0)
         return cli_fail(cli, command, r == -EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE, &e, NULL);
     const struct qmp_greeting *g = qmp_client_greeting(cli->qmp);

@@ -10,6 +10,7 @@
 #include "smmuctl/error.h"
 #include "smmuctl/journal.h"
 #include "smmuctl/qmp.h"
+#include "smmuctl/txn.h"
 
 /* Exit codes: a documented contract (README "Exit codes"). */
 enum {
@@ -75,6 +76,15 @@ int cli_open_journal(struct cli *cli, const char *command, bool must_exist, smmu
  * Errors (unreadable or bad XML, empty list) are printed; returns 0 or an exit code. */
 int cli_devices(struct cli *cli, const char *command, char ***out, size_t *n);
 void cli_devices_free(char **devs);
+
+/* run.c: run the loop until *flag (set by a library callback) becomes true, or nothing is left to wait for. */
+void cli_run_until(struct cli *cli, const bool *flag);
+/* Connect c to addr and wait until READY or failure (err set). */
+int cli_connect_wait(struct cli *cli, qmp_client *c, const char *addr, struct smmu_error *err);
+/* One command on cli->qmp, waited for; *ret gets a new reference to "return" (null when absent). */
+int cli_call_wait(struct cli *cli, const char *cmd, json_t *args, json_t **ret, struct smmu_error *err);
+/* Discovery + facts (smmu_facts_gather_start), waited for. */
+int cli_facts_wait(struct cli *cli, smmu_journal *j, struct smmu_facts *f, struct smmu_error *err);
 
 /* Commands: each returns an exit code. */
 int cmd_qmp(struct cli *cli);

@@ -26,7 +26,7 @@ int cmd_qmp(struct cli *cli)
         json_decref(args);
         return r;
     }
-    r = qmp_call_sync(cli->qmp, cli->args[0], args, NULL, 0, &ret, &e);
+    r = cli_call_wait(cli, cli->args[0], args, &ret, &e);
     if (r == -EIO) {
         json_t *extra = json_pack("{s:s}", "execute", cli->args[0]);
         if (!cli->json)

@@ -17,7 +17,7 @@ int cli_read_facts(struct cli *cli, const char *command, struct smmu_facts *f)
         return r;
     if ((r = cli_open_journal(cli, command, true, &j)) != 0)
         return r;
-    r = smmu_facts_gather(cli->qmp, cli->sysfs, j, f, &e);
+    r = cli_facts_wait(cli, j, f, &e);
     if (j)
         smmu_journal_close(j);
     if (r < 0) {

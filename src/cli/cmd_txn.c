@@ -4,47 +4,72 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "smmuctl/qmp_reconnect.h"
 #include "smmuctl/txn.h"
 
-/* ---- reconnect after a lost connection: a new client on the same address, retried until --timeout ---- */
+/* ---- reconnect after a lost connection: a new client on the same address, retried with backoff (a timer)
+ * until --timeout ---- */
 
-static int txn_cli_reconnect(qmp_client **c, void *payload, struct smmu_error *err)
+struct txn_cli_reconn {
+    struct cli *cli;
+    qmp_client **c;
+    smmu_reconnect_done_fn done;
+    void *arg;
+};
+
+static void txn_cli_reconnected(int err, qmp_client *n, const struct smmu_error *e, void *payload)
+{
+    struct txn_cli_reconn *rc = payload;
+    struct cli *cli = rc->cli;
+    struct smmu_error my = SMMU_ERROR_INIT;
+    if (err == 0) {
+        *rc->c = n;
+    } else {
+        /* keep a closed client in place so later calls fail cleanly with -ENOTCONN */
+        struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
+        smmu_error_copy(&my, e);
+        if (qmp_client_new(rc->c, cli->base, &o) < 0)
+            *rc->c = NULL;
+    }
+    cli->qmp = *rc->c;
+    smmu_reconnect_done_fn done = rc->done;
+    void *arg = rc->arg;
+    free(rc);
+    done(err, err < 0 ? &my : NULL, arg);
+}
+
+static int txn_cli_reconnect(qmp_client **c, void *payload, smmu_reconnect_done_fn done, void *arg)
 {
     struct cli *cli = payload;
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    struct qmp_reconnect_opts o = QMP_RECONNECT_OPTS_INIT;
+    struct txn_cli_reconn *rc = calloc(1, sizeof(*rc));
+    if (!rc)
+        return -ENOMEM;
     cli_info(cli, "connection to QEMU lost; reconnecting to %s", cli->qmp_addr);
     qmp_client_free(*c);
     *c = NULL;
     cli->qmp = NULL;
-    for (;;) {
-        struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
-        qmp_client *n = NULL;
-        o.connect_timeout_ms = cli_timeout_ms(cli);
-        o.command_timeout_ms = cli_timeout_ms(cli);
-        o.record = cli->record;
-        o.negotiate_oob = true;
-        if (qmp_client_new(&n, cli->base, &o) == 0 && qmp_client_connect_sync(n, cli->qmp_addr, err) == 0) {
-            *c = n;
-            cli->qmp = n;
-            return 0;
-        }
-        qmp_client_free(n);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >= cli_timeout_ms(cli))
-            break;
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+    rc->cli = cli;
+    rc->c = c;
+    rc->done = done;
+    rc->arg = arg;
+    o.addr = cli->qmp_addr;
+    o.client.connect_timeout_ms = cli_timeout_ms(cli);
+    o.client.command_timeout_ms = cli_timeout_ms(cli);
+    o.client.record = cli->record;
+    o.client.negotiate_oob = true;
+    o.deadline_ms = cli_timeout_ms(cli); /* the CLI's policy: retry until --timeout */
+    int r = qmp_reconnect_start(cli->base, &o, txn_cli_reconnected, rc, NULL);
+    if (r < 0) {
+        free(rc);
+        struct qmp_client_opts co = QMP_CLIENT_OPTS_INIT;
+        if (qmp_client_new(c, cli->base, &co) == 0)
+            cli->qmp = *c;
     }
-    /* keep a closed client in place so later calls fail cleanly with -ENOTCONN */
-    struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
-    if (qmp_client_new(c, cli->base, &o) == 0)
-        cli->qmp = *c;
-    return err->code ? err->code : -ENOTCONN;
+    return r;
 }
 
 /* Test-only crash injection (the fault-matrix tests): SMMUCTL_TEST_CRASH="K:before" or "K:after" kills this
@@ -76,6 +101,33 @@ static void txn_cli_opts(struct cli *cli, struct smmu_txn_opts *o)
         o->step_hook = txn_cli_crash_hook;
         o->step_hook_payload = (void *)crash;
     }
+}
+
+/* Run a started operation to completion. */
+struct txn_cli_wait {
+    bool done;
+};
+
+static void txn_cli_done(struct smmu_result *res, void *payload)
+{
+    (void)res;
+    ((struct txn_cli_wait *)payload)->done = true;
+}
+
+static void txn_cli_wait(struct cli *cli, int started, struct txn_cli_wait *w, struct smmu_result *res)
+{
+    if (started < 0) {
+        res->outcome = SMMU_OUTCOME_ROLLED_BACK; /* could not start: nothing was sent */
+        return;
+    }
+    cli_run_until(cli, &w->done);
+}
+
+static void txn_cli_status(struct cli *cli, smmu_journal *j, struct smmu_facts *f, bool recover,
+                           const struct smmu_txn_opts *o, struct smmu_result *res)
+{
+    struct txn_cli_wait w = {false};
+    txn_cli_wait(cli, smmu_txn_status_start(&cli->qmp, j, f, recover, o, res, txn_cli_done, &w, NULL), &w, res);
 }
 
 static int txn_exit_code(enum smmu_outcome o)
@@ -120,7 +172,7 @@ static int txn_begin(struct cli *cli, const char *command, smmu_journal **j, str
         return r;
     if ((r = cli_open_journal(cli, command, false, j)) != 0)
         return r;
-    if (smmu_facts_gather(cli->qmp, cli->sysfs, *j, f, &e) < 0) {
+    if (cli_facts_wait(cli, *j, f, &e) < 0) {
         smmu_journal_close(*j);
         *j = NULL;
         return cli_fail(cli, command, EXIT_UNREACHABLE, &e, NULL); /* nothing changed yet */
@@ -140,7 +192,7 @@ static int txn_recover_first(struct cli *cli, const char *command, smmu_journal 
         return 0;
     cli_info(cli, "an interrupted %s transaction is in the journal: recovering it first",
              json_string_value(json_object_get(smmu_journal_txn(j), "op")));
-    smmu_txn_status(&cli->qmp, j, f, true, o, &res);
+    txn_cli_status(cli, j, f, true, o, &res);
     smmu_result_fini(&res);
     if (smmu_journal_txn(j)) {
         smmu_error_set(&e, -EBUSY, "an interrupted transaction could not be recovered; run `smmuctl recover`");
@@ -148,7 +200,7 @@ static int txn_recover_first(struct cli *cli, const char *command, smmu_journal 
     }
     /* the VM changed: look again */
     smmu_facts_free(f);
-    if (smmu_facts_gather(cli->qmp, cli->sysfs, j, f, &e) < 0)
+    if (cli_facts_wait(cli, j, f, &e) < 0)
         return cli_fail(cli, command, EXIT_UNREACHABLE, &e, NULL);
     return 0;
 }
@@ -170,7 +222,8 @@ static void attach_text(struct cli *cli, const json_t *rep)
                    json_string_value(json_object_get(d, "host_smmu")));
         else
             printf("%s (%s): %s\n", json_string_value(json_object_get(d, "bdf")),
-                   json_string_value(json_object_get(d, "id")), st);
+                   json_string_value(json_object_get(d, "id")),
+                   !strcmp(st, "sent-no-reply") ? "sent, no reply; recover will settle it" : st);
     }
     if (outcome && !strcmp(outcome, "rolled-back"))
         printf("attach failed; every change was rolled back: QEMU is as before\n");
@@ -210,7 +263,10 @@ int cmd_attach(struct cli *cli)
         r = cli_fail(cli, "attach", EXIT_USAGE, &e, NULL);
         goto out;
     }
-    smmu_txn_attach(&cli->qmp, j, &f, p, &to, &res);
+    {
+        struct txn_cli_wait w = {false};
+        txn_cli_wait(cli, smmu_txn_attach_start(&cli->qmp, j, &f, p, &to, &res, txn_cli_done, &w, NULL), &w, &res);
+    }
     r = txn_finish(cli, "attach", &res, attach_text);
 out:
     smmu_plan_free(p);
@@ -259,7 +315,9 @@ int cmd_detach(struct cli *cli)
         return r;
     }
     if ((r = txn_recover_first(cli, "detach", j, &f, &to)) == 0) {
-        smmu_txn_detach(&cli->qmp, j, &f, (const char *const *)devs, n, &to, &res);
+        struct txn_cli_wait w = {false};
+        txn_cli_wait(cli, smmu_txn_detach_start(&cli->qmp, j, &f, (const char *const *)devs, n, &to, &res,
+                                                txn_cli_done, &w, NULL), &w, &res);
         r = txn_finish(cli, "detach", &res, detach_text);
     }
     smmu_facts_free(&f);
@@ -317,7 +375,7 @@ static int status_or_recover(struct cli *cli, const char *command, bool recover)
     txn_cli_opts(cli, &to);
     if ((r = txn_begin(cli, command, &j, &f)) != 0)
         return r;
-    smmu_txn_status(&cli->qmp, j, &f, recover, &to, &res);
+    txn_cli_status(cli, j, &f, recover, &to, &res);
     r = txn_finish(cli, command, &res, status_text);
     smmu_facts_free(&f);
     smmu_journal_close(j);

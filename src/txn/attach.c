@@ -86,7 +86,7 @@ static void attach_mark_consumed(json_t *steps, size_t k)
         json_object_set_new(prev, "consumed", json_true());
 }
 
-static void attach_report(struct txn_ctx *t, json_t *txn, const char *outcome)
+static void attach_report(struct smmu_txn *t, json_t *txn, const char *outcome)
 {
     json_t *devs = json_array(), *steps = json_array(), *s;
     size_t k;
@@ -96,10 +96,11 @@ static void attach_report(struct txn_ctx *t, json_t *txn, const char *outcome)
                                                "state", txn_step_str(s, "state")));
         if (strcmp(kind, "device_add"))
             continue;
-        const char *st = txn_step_str(s, "state");
+        /* a step left sent is not attached: its reply never came and QEMU could not be asked (issue 15) */
         const char *dstate = !strcmp(outcome, "done") ? "attached"
-                             : !strcmp(st, "pending") ? "unplug-pending"
-                             : !strcmp(st, "done") || !strcmp(st, "sent") ? "attached"
+                             : txn_step_is(s, SMMU_STEP_PENDING) ? "unplug-pending"
+                             : txn_step_is(s, SMMU_STEP_DONE) ? "attached"
+                             : txn_step_is(s, SMMU_STEP_SENT) ? "sent-no-reply"
                              : "not-attached";
         json_array_append_new(devs, txn_report_device(s, dstate));
     }
@@ -110,7 +111,7 @@ static void attach_report(struct txn_ctx *t, json_t *txn, const char *outcome)
 }
 
 /* Record the outcome of a successful attach in the journal's long-lived state. */
-static void attach_commit(struct txn_ctx *t, json_t *txn)
+static void attach_commit(struct smmu_txn *t, json_t *txn)
 {
     json_t *doc = smmu_journal_doc(t->j), *s;
     size_t k;
@@ -128,7 +129,7 @@ static void attach_commit(struct txn_ctx *t, json_t *txn)
     json_object_set_new(doc, "txn", json_null());
 }
 
-static void attach_error(struct txn_ctx *t, json_t *step, const struct smmu_error *e)
+static void attach_error(struct smmu_txn *t, json_t *step, const struct smmu_error *e)
 {
     if (t->res->error.code)
         return;
@@ -138,27 +139,37 @@ static void attach_error(struct txn_ctx *t, json_t *step, const struct smmu_erro
 }
 
 /* After a reply that never came (timeout) or a lost connection: did the step take effect? Sets the
- * state to done / failed. Returns <0 when QEMU cannot be asked. getfd cannot be asked: it stays "sent". */
-static int attach_reconcile(struct txn_ctx *t, json_t *steps, size_t k)
+ * state to done / failed, then k(t, 0); k(t, <0) when QEMU cannot be asked. getfd cannot be asked: it stays
+ * "sent". */
+static void attach_reconciled(struct smmu_txn *t, int ex, const struct smmu_error *e)
 {
-    json_t *step = json_array_get(steps, k);
-    const char *kind = txn_step_str(step, "kind");
+    json_t *steps = json_object_get(t->txn, "steps");
+    json_t *step = json_array_get(steps, t->rb_k);
+    txn_k k = t->after;
+    (void)e;
+    if (ex >= 0) {
+        /* It exists: QEMU ran the command and consumed the fd name. It does not: the command failed (name
+         * consumed) or never reached QEMU (a "sent" step of a killed smmuctl may not have been written):
+         * unknown, so the rollback probes with closefd, whose "not found" is then expected. */
+        if (ex)
+            attach_mark_consumed(steps, t->rb_k);
+        txn_step_state(step, ex ? SMMU_STEP_DONE : SMMU_STEP_FAILED);
+    }
+    k(t, ex < 0 ? ex : 0);
+}
+
+static void attach_reconcile(struct smmu_txn *t, size_t k, txn_k then)
+{
+    json_t *step = json_array_get(json_object_get(t->txn, "steps"), k);
     char path[SMMU_PATH_LEN];
-    struct smmu_error e = SMMU_ERROR_INIT;
-    int ex;
-    if (!strcmp(kind, "getfd"))
-        return 0;
+    if (!strcmp(txn_step_str(step, "kind"), "getfd")) {
+        then(t, 0);
+        return;
+    }
     txn_step_path(step, path, sizeof(path));
-    ex = txn_exists(t, path, &e);
-    if (ex < 0)
-        return ex;
-    /* It exists: QEMU ran the command and consumed the fd name. It does not: the command failed (name
-     * consumed) or never reached QEMU (a "sent" step of a killed smmuctl may not have been written):
-     * unknown, so the rollback probes with closefd, whose "not found" is then expected. */
-    if (ex)
-        attach_mark_consumed(steps, k);
-    txn_step_state(step, ex ? "done" : "failed");
-    return 0;
+    t->rb_k = k;
+    t->after = then;
+    txn_exists(t, path, attach_reconciled);
 }
 
 /* Open the file a getfd step passes (read-write, else read-only); `name` is the fd name, for the message. */
@@ -173,92 +184,143 @@ static int attach_open_fd(const char *path, const char *name, struct smmu_error 
     return fd;
 }
 
-/* Send one undo command (object-del, closefd); "not found" means already undone. Marks the step undone and
- * returns true, or records the error and returns false. */
-static bool attach_undo_cmd(struct txn_ctx *t, json_t *step, const char *cmd, json_t *args)
+/* ---- rollback: undo in reverse ---- */
+
+static void rb_next(struct smmu_txn *t);
+
+static json_t *rb_step(struct smmu_txn *t)
 {
-    struct smmu_error e = SMMU_ERROR_INIT;
-    int r = txn_send(t, -1, cmd, args, NULL, 0, NULL, &e);
-    bool ok = r == 0 || (r == -EIO && strstr(e.qmp_desc, "not found"));
-    if (ok)
-        txn_step_state(step, "undone");
-    else
-        attach_error(t, step, &e);
-    txn_save(t);
-    return ok;
+    return json_array_get(json_object_get(t->txn, "steps"), t->rb_k);
 }
 
-enum smmu_outcome txn_rollback_attach(struct txn_ctx *t, json_t *txn)
+/* An undo command (object-del, closefd) answered; "not found" means already undone. */
+static void rb_undo_cmd_done(struct smmu_txn *t, int r, const struct smmu_error *e)
 {
-    json_t *steps = json_object_get(txn, "steps");
-    json_t *doc = smmu_journal_doc(t->j);
-    bool pending = false, left = false;
-    struct smmu_error e = SMMU_ERROR_INIT;
-    int unplug_ms = t->opts->unplug_timeout_ms > 0 ? t->opts->unplug_timeout_ms : 10000;
+    json_t *step = rb_step(t);
+    bool ok = r == 0 || (r == -EIO && strstr(e->qmp_desc, "not found"));
+    if (ok)
+        txn_step_state(step, SMMU_STEP_UNDONE);
+    else
+        attach_error(t, step, e);
+    t->rb_left |= !ok;
+    txn_save(t);
+    rb_next(t);
+}
 
-    for (size_t k = json_array_size(steps); k-- > 0;) {
-        json_t *step = json_array_get(steps, k);
-        const char *kind = txn_step_str(step, "kind");
-        const char *name = txn_step_str(step, "name");
-        smmu_error_clear(&e);
+static void rb_unplugged(struct smmu_txn *t, int r)
+{
+    json_t *step = rb_step(t);
+    const char *name = txn_step_str(step, "name");
+    (void)r;
+    if (t->out[0] == TXN_DEL_DONE) {
+        json_t *jd = smmu_journal_find_device(t->j, name);
+        txn_step_state(step, SMMU_STEP_UNDONE);
+        if (jd && json_is_true(json_object_get(jd, "rollback"))) /* pending in an earlier run: gone now */
+            smmu_journal_remove_device(t->j, name);
+    } else if (t->out[0] == TXN_DEL_PENDING) {
+        txn_step_state(step, SMMU_STEP_PENDING);
+        t->rb_pending = true;
+    } else {
+        attach_error(t, step, &t->errs[0]);
+        t->rb_left = true;
+    }
+    txn_save(t);
+    rb_next(t);
+}
+
+/* Undo step rb_k (its outcome is known). Returns true when it sent something (the machine resumes later). */
+static bool rb_act(struct smmu_txn *t)
+{
+    json_t *steps = json_object_get(t->txn, "steps");
+    json_t *step = rb_step(t);
+    const char *kind = txn_step_str(step, "kind");
+    const char *name = txn_step_str(step, "name");
+    int unplug_ms = t->opts.unplug_timeout_ms > 0 ? t->opts.unplug_timeout_ms : 10000;
+    if (!strcmp(kind, "device_add") && (txn_step_is(step, SMMU_STEP_DONE) || txn_step_is(step, SMMU_STEP_PENDING))) {
+        t->ids[0] = name;
+        smmu_error_clear(&t->errs[0]);
+        txn_unplug(t, t->ids, 1, unplug_ms, t->out, t->errs, rb_unplugged);
+        return true;
+    }
+    if (!strcmp(kind, "object-add") && txn_step_is(step, SMMU_STEP_DONE)) {
+        if (t->rb_pending || t->rb_left) {
+            /* a device may still use it: deleting is deferred to status/recover (journal: owned) */
+            json_object_set_new(smmu_journal_doc(t->j), "iommufd", json_pack("{s:s,s:b}", "id", name, "owned", 1));
+            txn_step_state(step, SMMU_STEP_PENDING);
+            return false;
+        }
+        txn_send(t, -1, "object-del", json_pack("{s:s}", "id", name), NULL, 0, rb_undo_cmd_done);
+        return true;
+    }
+    if (!strcmp(kind, "getfd") && (txn_step_is(step, SMMU_STEP_DONE) || txn_step_is(step, SMMU_STEP_SENT))) {
+        json_t *consumer = json_array_get(steps, (size_t)json_integer_value(json_object_get(step, "consumer")));
+        /* consumed: the consumer ran (done, or undone after running) or QEMU answered it (even with an
+         * error, FACTS). Not consumed: never sent. Unknown (failed without a reply): closefd probes. */
+        bool consumed = json_is_true(json_object_get(step, "consumed")) ||
+                        (consumer && (txn_step_is(consumer, SMMU_STEP_DONE) || txn_step_is(consumer, SMMU_STEP_UNDONE) ||
+                                      txn_step_is(consumer, SMMU_STEP_PENDING)));
+        if (consumed) {
+            txn_step_state(step, SMMU_STEP_UNDONE); /* QEMU took the fd with the command: nothing to close */
+            return false;
+        }
+        txn_send(t, -1, "closefd", json_pack("{s:s}", "fdname", name), NULL, 0, rb_undo_cmd_done);
+        return true;
+    }
+    return false;
+}
+
+static void rb_end(struct smmu_txn *t);
+
+static void rb_after_reconcile(struct smmu_txn *t, int r)
+{
+    if (r < 0) {
+        t->rb_left = true; /* what the step did is unknown: the transaction stays for recover to ask again */
+        rb_end(t);
+        return;
+    }
+    if (!rb_act(t))
+        rb_next(t);
+}
+
+/* The next step down (rb_k counts down; rb_k == n before the first). */
+static void rb_next(struct smmu_txn *t)
+{
+    while (t->rb_k > 0) {
+        t->rb_k--;
         if (t->lost)
             break;
-        if (txn_step_is(step, "sent") && attach_reconcile(t, steps, k) < 0) {
-            left = true; /* what the step did is unknown: the transaction stays for recover to ask again */
-            break;
+        json_t *step = rb_step(t);
+        if (txn_step_is(step, SMMU_STEP_SENT)) {
+            attach_reconcile(t, t->rb_k, rb_after_reconcile);
+            return;
         }
-        if (!strcmp(kind, "device_add") && (txn_step_is(step, "done") || txn_step_is(step, "pending"))) {
-            enum txn_del out;
-            txn_unplug(t, &name, 1, unplug_ms, &out, &e);
-            if (out == TXN_DEL_DONE) {
-                json_t *jd = smmu_journal_find_device(t->j, name);
-                txn_step_state(step, "undone");
-                if (jd && json_is_true(json_object_get(jd, "rollback"))) /* pending in an earlier run: gone now */
-                    smmu_journal_remove_device(t->j, name);
-            } else if (out == TXN_DEL_PENDING) {
-                txn_step_state(step, "pending");
-                pending = true;
-            } else {
-                attach_error(t, step, &e);
-                left = true;
-            }
-            txn_save(t);
-        } else if (!strcmp(kind, "object-add") && txn_step_is(step, "done")) {
-            if (pending || left) {
-                /* a device may still use it: deleting is deferred to status/recover (journal: owned) */
-                json_object_set_new(doc, "iommufd", json_pack("{s:s,s:b}", "id", name, "owned", 1));
-                txn_step_state(step, "pending");
-                continue;
-            }
-            left |= !attach_undo_cmd(t, step, "object-del", json_pack("{s:s}", "id", name));
-        } else if (!strcmp(kind, "getfd") && (txn_step_is(step, "done") || txn_step_is(step, "sent"))) {
-            json_t *consumer = json_array_get(steps, (size_t)json_integer_value(json_object_get(step, "consumer")));
-            /* consumed: the consumer ran (done, or undone after running) or QEMU answered it (even with an
-             * error, FACTS). Not consumed: never sent. Unknown (failed without a reply): closefd probes. */
-            bool consumed = json_is_true(json_object_get(step, "consumed")) ||
-                            (consumer && (txn_step_is(consumer, "done") || txn_step_is(consumer, "undone") ||
-                                          txn_step_is(consumer, "pending")));
-            if (consumed) {
-                txn_step_state(step, "undone"); /* QEMU took the fd with the command: nothing to close */
-                continue;
-            }
-            left |= !attach_undo_cmd(t, step, "closefd", json_pack("{s:s}", "fdname", name));
-        }
+        if (rb_act(t))
+            return;
     }
+    rb_end(t);
+}
+
+static void rb_end(struct smmu_txn *t)
+{
+    json_t *steps = json_object_get(t->txn, "steps");
+    json_t *doc = smmu_journal_doc(t->j);
+    txn_outcome_k k = t->rb_k_done;
+    t->rolling_back = false;
     if (t->lost) {
         if (!t->res->error.code)
             smmu_error_set(&t->res->error, -ENOTCONN, "QEMU became unreachable during rollback");
         smmu_error_prefix(&t->res->error, "the transaction is kept in %s; run `smmuctl recover` when QEMU is back",
                           smmu_journal_path(t->j));
         txn_save(t);
-        return SMMU_OUTCOME_INCOMPLETE;
+        k(t, SMMU_OUTCOME_INCOMPLETE);
+        return;
     }
-    if (pending) {
+    if (t->rb_pending) {
         /* Pending unplugs live on as journal devices; status/recover finish them (and the deferred object-del). */
-        size_t k;
+        size_t i;
         json_t *step;
-        json_array_foreach(steps, k, step) {
-            if (!strcmp(txn_step_str(step, "kind"), "device_add") && txn_step_is(step, "pending") &&
+        json_array_foreach(steps, i, step) {
+            if (!strcmp(txn_step_str(step, "kind"), "device_add") && txn_step_is(step, SMMU_STEP_PENDING) &&
                 !smmu_journal_find_device(t->j, txn_step_str(step, "name"))) { /* a rerun: recorded already */
                 json_t *d = txn_report_device(step, "unplug-pending");
                 json_object_set_new(d, "rollback", json_true());
@@ -266,22 +328,143 @@ enum smmu_outcome txn_rollback_attach(struct txn_ctx *t, json_t *txn)
             }
         }
     }
-    if (!left)
+    if (!t->rb_left)
         json_object_set_new(doc, "txn", json_null());
     txn_save(t);
-    return (pending || left) ? SMMU_OUTCOME_INCOMPLETE : SMMU_OUTCOME_ROLLED_BACK;
+    k(t, (t->rb_pending || t->rb_left) ? SMMU_OUTCOME_INCOMPLETE : SMMU_OUTCOME_ROLLED_BACK);
 }
 
-int smmu_txn_attach(qmp_client **c, smmu_journal *j, const struct smmu_facts *f, const struct smmu_plan *p,
-                    const struct smmu_txn_opts *opts, struct smmu_result *res)
+void txn_rollback_attach(struct smmu_txn *t, json_t *txn, txn_outcome_k k)
 {
-    struct txn_ctx t = {c, j, opts, res, false};
-    json_t *doc = smmu_journal_doc(j), *txn, *steps;
-    size_t n;
-    int failed_at = -1;
-    (void)f;
+    if (t->txn != txn) {
+        json_decref(t->txn);
+        t->txn = json_incref(txn);
+    }
+    t->rolling_back = true;
+    t->rb_k_done = k;
+    t->rb_pending = t->rb_left = false;
+    t->rb_k = json_array_size(json_object_get(txn, "steps"));
+    rb_next(t);
+}
 
-    memset(res, 0, sizeof(*res));
+/* ---- attach: journal, send, journal per step ---- */
+
+static void attach_next(struct smmu_txn *t);
+
+static void attach_rolled_back(struct smmu_txn *t, enum smmu_outcome o)
+{
+    t->res->outcome = o;
+    attach_report(t, t->txn, o == SMMU_OUTCOME_ROLLED_BACK ? "rolled-back" : "incomplete");
+    txn_finish(t);
+}
+
+static void attach_fail(struct smmu_txn *t)
+{
+    txn_rollback_attach(t, t->txn, attach_rolled_back);
+}
+
+static void attach_after_reconcile(struct smmu_txn *t, int r)
+{
+    (void)r;
+    txn_save(t);
+    attach_fail(t);
+}
+
+static void attach_sent(struct smmu_txn *t, int r, const struct smmu_error *e)
+{
+    json_t *steps = json_object_get(t->txn, "steps");
+    json_t *step = json_array_get(steps, t->k);
+    const char *kind = txn_step_str(step, "kind");
+    if (t->fd >= 0) {
+        close(t->fd);
+        t->fd = -1;
+    }
+    if (r == 0) {
+        txn_step_state(step, SMMU_STEP_DONE);
+        t->k++;
+        /* "done" is written with the next step's "sent" (one atomic write), unless this was the last step,
+         * a cancel stops here, or the bench asks for today's write per state */
+        if (t->opts.fsync_each_state || t->k == t->n || t->cancelled)
+            txn_save(t);
+        attach_next(t);
+        return;
+    }
+    attach_error(t, step, e);
+    if (r == -EIO) {
+        txn_step_state(step, SMMU_STEP_FAILED); /* QEMU refused: a failed object-add/device_add leaves nothing */
+        if (attach_error_consumed(kind, e->qmp_desc))
+            attach_mark_consumed(steps, t->k);
+    } else if (!t->lost) {
+        attach_reconcile(t, t->k, attach_after_reconcile); /* timeout or reconnected: ask QEMU what happened */
+        return;
+    }
+    txn_save(t);
+    attach_fail(t);
+}
+
+static void attach_next(struct smmu_txn *t)
+{
+    json_t *steps = json_object_get(t->txn, "steps");
+    struct smmu_error e = SMMU_ERROR_INIT;
+    if (t->k < t->n && t->cancelled) {
+        json_t *step = json_array_get(steps, t->k);
+        smmu_error_set(&e, -ECANCELED, "interrupted: no further step sent; rolling back");
+        attach_error(t, step, &e);
+        attach_fail(t);
+        return;
+    }
+    if (t->k == t->n) {
+        attach_commit(t, t->txn);
+        attach_report(t, t->txn, "done");
+        if (txn_save(t) < 0) {
+            t->res->outcome = SMMU_OUTCOME_INCOMPLETE;
+            txn_finish(t);
+            return;
+        }
+        t->res->outcome = SMMU_OUTCOME_DONE;
+        txn_finish(t);
+        return;
+    }
+    json_t *step = json_array_get(steps, t->k);
+    const char *kind = txn_step_str(step, "kind");
+    if (!strcmp(kind, "getfd") &&
+        (t->fd = attach_open_fd(txn_step_str(step, "fd_path"), txn_step_str(step, "name"), &e)) < 0) {
+        txn_step_state(step, SMMU_STEP_FAILED);
+        attach_error(t, step, &e);
+        txn_save(t);
+        attach_fail(t);
+        return;
+    }
+    txn_step_state(step, SMMU_STEP_SENT);
+    if (txn_save(t) < 0) {
+        txn_step_state(step, SMMU_STEP_PLANNED);
+        if (t->fd >= 0)
+            close(t->fd);
+        t->fd = -1;
+        attach_fail(t);
+        return;
+    }
+    txn_send(t, (int)t->k, kind, json_deep_copy(json_object_get(step, "args")), t->fd >= 0 ? &t->fd : NULL,
+             t->fd >= 0 ? 1 : 0, attach_sent);
+}
+
+
+int smmu_txn_attach_start(qmp_client **c, smmu_journal *j, const struct smmu_facts *f, const struct smmu_plan *p,
+                          const struct smmu_txn_opts *opts, struct smmu_result *res, smmu_txn_done_fn done,
+                          void *payload, smmu_txn **out)
+{
+    struct smmu_txn *t = txn_ctx_new(c, j, f, opts, res, done, payload);
+    json_t *doc = smmu_journal_doc(j);
+    if (out)
+        *out = NULL;
+    if (!t || txn_ctx_alloc(t, 1) < 0) {
+        if (t)
+            txn_ctx_discard(t);
+        return smmu_error_set(&res->error, -ENOMEM, "out of memory");
+    }
+    if (out)
+        *out = t;
+    t->plan = p;
     /* Every file to pass must open before anything is sent: a refusal then changes nothing (exit 2). */
     for (size_t k = 0; k < p->n_steps; k++) {
         if (p->steps[k].kind != SMMU_STEP_GETFD)
@@ -289,74 +472,21 @@ int smmu_txn_attach(qmp_client **c, smmu_journal *j, const struct smmu_facts *f,
         int fd = attach_open_fd(p->steps[k].fd_path, p->steps[k].name, &res->error);
         if (fd < 0) {
             res->outcome = SMMU_OUTCOME_REFUSED;
-            return fd;
+            txn_finish(t);
+            return 0;
         }
         close(fd);
     }
-    txn = attach_txn_new(p); /* our reference lives to the end: the journal drops its own when the txn closes */
-    steps = json_object_get(txn, "steps");
-    n = json_array_size(steps);
-    json_object_set(doc, "txn", txn);
-    if (txn_save(&t) < 0) {
+    t->txn = attach_txn_new(p); /* our reference lives to the end: the journal drops its own when the txn closes */
+    t->n = json_array_size(json_object_get(t->txn, "steps"));
+    json_object_set(doc, "txn", t->txn);
+    if (txn_save(t) < 0) {
         json_object_set_new(doc, "txn", json_null());
         res->outcome = SMMU_OUTCOME_ROLLED_BACK;
-        attach_report(&t, txn, "not-started");
-        json_decref(txn);
-        return -EIO;
-    }
-    for (size_t k = 0; k < n; k++) {
-        json_t *step = json_array_get(steps, k);
-        const char *kind = txn_step_str(step, "kind");
-        struct smmu_error e = SMMU_ERROR_INIT;
-        int fd = -1, r;
-        if (!strcmp(kind, "getfd") && (fd = attach_open_fd(txn_step_str(step, "fd_path"), txn_step_str(step, "name"), &e)) < 0) {
-            txn_step_state(step, "failed");
-            attach_error(&t, step, &e);
-            failed_at = (int)k;
-            break;
-        }
-        txn_step_state(step, "sent");
-        if (txn_save(&t) < 0) {
-            txn_step_state(step, "planned");
-            if (fd >= 0)
-                close(fd);
-            failed_at = (int)k;
-            break;
-        }
-        r = txn_send(&t, (int)k, kind, json_deep_copy(json_object_get(step, "args")), fd >= 0 ? &fd : NULL,
-                     fd >= 0 ? 1 : 0, NULL, &e);
-        if (fd >= 0)
-            close(fd);
-        if (r == 0) {
-            txn_step_state(step, "done");
-            txn_save(&t);
-            continue;
-        }
-        attach_error(&t, step, &e);
-        failed_at = (int)k;
-        if (r == -EIO) {
-            txn_step_state(step, "failed"); /* QEMU refused: a failed object-add/device_add leaves nothing */
-            if (attach_error_consumed(kind, e.qmp_desc))
-                attach_mark_consumed(steps, k);
-        } else if (!t.lost) {
-            attach_reconcile(&t, steps, k); /* timeout or reconnected: ask QEMU what happened */
-        }
-        txn_save(&t);
-        break;
-    }
-    if (failed_at < 0) {
-        attach_commit(&t, txn);
-        attach_report(&t, txn, "done");
-        json_decref(txn);
-        if (txn_save(&t) < 0) {
-            res->outcome = SMMU_OUTCOME_INCOMPLETE;
-            return -EIO;
-        }
-        res->outcome = SMMU_OUTCOME_DONE;
+        attach_report(t, t->txn, "not-started");
+        txn_finish(t);
         return 0;
     }
-    res->outcome = txn_rollback_attach(&t, txn);
-    attach_report(&t, txn, res->outcome == SMMU_OUTCOME_ROLLED_BACK ? "rolled-back" : "incomplete");
-    json_decref(txn);
-    return res->error.code ? res->error.code : -EIO;
+    attach_next(t);
+    return 0;
 }

@@ -36,13 +36,9 @@ static void facts_bind(struct smmu_facts *f, int v, const char *smmu)
         snprintf(f->topo.vsmmus[v].bound_smmu, sizeof(f->topo.vsmmus[v].bound_smmu), "%s", smmu);
 }
 
-int smmu_facts_gather(qmp_client *c, const char *sysfs_root, smmu_journal *j, struct smmu_facts *f,
-                      struct smmu_error *err)
+/* The topology is in: complete it with sysfs (synchronous: local files) and the journal. */
+static int facts_complete(const char *sysfs_root, smmu_journal *j, struct smmu_facts *f, struct smmu_error *err)
 {
-    int r;
-    memset(f, 0, sizeof(*f));
-    if ((r = smmu_vm_discover(c, &f->topo, err)) < 0)
-        return r;
     f->vfio_hosts = calloc(f->topo.n_vfio ? f->topo.n_vfio : 1, sizeof(*f->vfio_hosts));
     if (!f->vfio_hosts) {
         smmu_facts_free(f);
@@ -107,6 +103,49 @@ int smmu_facts_gather(qmp_client *c, const char *sysfs_root, smmu_journal *j, st
 oom:
     smmu_facts_free(f);
     return smmu_error_set(err, -ENOMEM, "out of memory");
+}
+
+struct facts_gather {
+    char *sysfs_root;
+    smmu_journal *j;
+    struct smmu_facts *f;
+    smmu_facts_cb cb;
+    void *payload;
+};
+
+static void facts_discovered(int err, const struct smmu_error *e, void *payload)
+{
+    struct facts_gather *g = payload;
+    struct smmu_error my = SMMU_ERROR_INIT;
+    int r = err;
+    if (r < 0)
+        smmu_error_copy(&my, e);
+    else
+        r = facts_complete(g->sysfs_root, g->j, g->f, &my);
+    g->cb(r, r < 0 ? &my : NULL, g->payload);
+    free(g->sysfs_root);
+    free(g);
+}
+
+int smmu_facts_gather_start(qmp_client *c, const char *sysfs_root, smmu_journal *j, struct smmu_facts *out,
+                            smmu_facts_cb cb, void *payload, struct smmu_error *err)
+{
+    struct facts_gather *g = calloc(1, sizeof(*g));
+    memset(out, 0, sizeof(*out));
+    if (!g || !(g->sysfs_root = strdup(sysfs_root ? sysfs_root : "/sys"))) {
+        free(g);
+        return smmu_error_set(err, -ENOMEM, "out of memory");
+    }
+    g->j = j;
+    g->f = out;
+    g->cb = cb;
+    g->payload = payload;
+    if (smmu_vm_discover_start(c, 0, &out->topo, facts_discovered, g) < 0) {
+        free(g->sysfs_root);
+        free(g);
+        return smmu_error_set(err, -ENOMEM, "out of memory");
+    }
+    return 0;
 }
 
 void smmu_facts_free(struct smmu_facts *f)

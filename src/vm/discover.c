@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- a batch of calls in flight at once ---- */
+/* ---- discovery as a step machine: batches of calls in flight at once ---- */
 
 struct vm_call {
     const char *cmd;
@@ -20,13 +20,55 @@ struct vm_call {
     int err;
     struct smmu_error e;
     bool done;
-    struct vm_batch_state *batch;
+    struct vm_disc *d;
 };
 
-struct vm_batch_state {
-    size_t left;
-    bool all_done;
+struct vm_obj {
+    char path[SMMU_PATH_LEN];
+    char name[SMMU_ID_LEN];
+    char type[64];
+    bool anon;
 };
+
+/* Where the machine is; each stage sends one batch and resumes in vm_disc_next when it is answered. */
+enum vm_stage {
+    VM_LISTS,        /* qom-list of the three bases */
+    VM_PROPS,        /* properties of the topology's objects */
+    VM_BUS_PROPS,    /* properties of the ports' secondary buses */
+};
+
+/* Properties of a set of paths: qom-list-get, or (QEMU < 10.1) qom-list + one qom-get per wanted property. */
+enum vm_props_phase {
+    VM_PP_NONE,      /* nothing to fetch: props is [] */
+    VM_PP_LIST_GET,  /* one qom-list-get */
+    VM_PP_LISTS,     /* fallback: qom-list of each path */
+    VM_PP_GETS,      /* fallback: qom-get of each wanted property */
+};
+
+struct vm_disc {
+    qmp_client *c;
+    struct smmu_topology *t;
+    smmu_vm_discover_cb cb;
+    void *payload;
+    struct smmu_error err;
+    enum vm_stage stage;
+    /* the batch in flight */
+    struct vm_call *calls;
+    size_t ncalls, left;
+    bool soft_qmp_errors;
+    /* stage state */
+    struct vm_obj *objs;
+    size_t nobjs, npaths, *idx, nv, np, nf;
+    bool use_list_get, used_list_get;
+    json_t *paths;               /* the paths whose properties are being fetched (owned) */
+    json_t *props;               /* their properties, parallel to paths (owned) */
+    enum vm_props_phase pp;
+    json_t *pp_result;           /* fallback: entries being built */
+    json_t **pp_owner;           /* fallback: property objects awaiting their qom-get value */
+    size_t pp_k;
+};
+
+static void vm_disc_next(struct vm_disc *d);
 
 static void vm_call_cb(qmp_client *c, int err, json_t *ret, const struct smmu_error *e, void *payload)
 {
@@ -38,50 +80,12 @@ static void vm_call_cb(qmp_client *c, int err, json_t *ret, const struct smmu_er
         k->ret = json_incref(ret);
     if (e && err < 0) {
         smmu_error_copy(&k->e, e);
-        /* QEMU's message names only the command; say which path it was about */
-        if (e->qmp_class[0])
+        /* QEMU's message names only the command; say which path it was about (qom-list-get is about all) */
+        if (e->qmp_class[0] && strcmp(k->cmd, "qom-list-get"))
             snprintf(k->e.message, sizeof(k->e.message), "%s: %s (%s)", k->what, e->qmp_desc, e->qmp_class);
     }
-    if (--k->batch->left == 0)
-        k->batch->all_done = true;
-}
-
-/* Send every call, then pump until all are answered. Returns 0 or the first failure (in call order);
- * with soft_qmp_errors, calls that QEMU refused (-EIO) do not fail the batch (their ret stays NULL). */
-static int vm_batch(qmp_client *c, struct vm_call *calls, size_t n, bool soft_qmp_errors, struct smmu_error *err)
-{
-    struct vm_batch_state b = {0, false};
-    for (size_t i = 0; i < n; i++) {
-        calls[i].batch = &b;
-        int r = qmp_call(c, calls[i].cmd, calls[i].args, NULL, 0, 0, vm_call_cb, &calls[i]);
-        calls[i].args = NULL;
-        if (r < 0) {
-            calls[i].done = true;
-            calls[i].err = r;
-            smmu_error_set(&calls[i].e, r, "%s: not connected to QEMU", calls[i].what);
-        } else {
-            b.left++;
-        }
-    }
-    /* every call has its own timeout, so this ends */
-    if (b.left > 0)
-        qmp_pump_until(qmp_client_base(c), &b.all_done, -1);
-    if (!b.all_done) {
-        /* The loop ran dry with calls pending: closing fails them now (their callbacks run), so that no
-         * callback can run later on memory the caller is about to free. */
-        qmp_client_close(c);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!calls[i].done) {
-            calls[i].err = -ETIMEDOUT;
-            smmu_error_set(&calls[i].e, -ETIMEDOUT, "%s: no reply from QEMU", calls[i].what);
-        }
-        if (calls[i].err < 0 && !(soft_qmp_errors && calls[i].err == -EIO)) {
-            smmu_error_copy(err, &calls[i].e);
-            return calls[i].err;
-        }
-    }
-    return 0;
+    if (--k->d->left == 0)
+        vm_disc_next(k->d);
 }
 
 static void vm_batch_free(struct vm_call *calls, size_t n)
@@ -91,6 +95,53 @@ static void vm_batch_free(struct vm_call *calls, size_t n)
         json_decref(calls[i].ret);
     }
     free(calls);
+}
+
+/* A new batch of n calls (args filled by the caller, then vm_batch_send). */
+static struct vm_call *vm_batch_new(struct vm_disc *d, size_t n, bool soft_qmp_errors)
+{
+    vm_batch_free(d->calls, d->ncalls);
+    d->calls = calloc(n ? n : 1, sizeof(*d->calls));
+    d->ncalls = d->calls ? n : 0;
+    d->soft_qmp_errors = soft_qmp_errors;
+    for (size_t i = 0; i < d->ncalls; i++)
+        d->calls[i].d = d;
+    return d->calls;
+}
+
+/* Send every call of the batch; vm_disc_next runs once all are answered (each call has its own timeout, so
+ * that happens). A call that cannot be sent fails at once. */
+static void vm_batch_send(struct vm_disc *d)
+{
+    d->left = 1; /* held while sending: a synchronous failure must not resume the machine mid-loop */
+    for (size_t i = 0; i < d->ncalls; i++) {
+        struct vm_call *k = &d->calls[i];
+        d->left++;
+        int r = qmp_call(d->c, k->cmd, k->args, NULL, 0, 0, vm_call_cb, k);
+        k->args = NULL;
+        if (r < 0) {
+            k->done = true;
+            k->err = r;
+            smmu_error_set(&k->e, r, "%s: not connected to QEMU", k->what);
+            d->left--;
+        }
+    }
+    if (--d->left == 0)
+        vm_disc_next(d);
+}
+
+/* The batch's outcome: 0, or the first failure in call order (with soft_qmp_errors, calls QEMU refused
+ * (-EIO) do not fail the batch: their ret stays NULL). */
+static int vm_batch_result(struct vm_disc *d)
+{
+    if (!d->calls)
+        return smmu_error_set(&d->err, -ENOMEM, "topology discovery: out of memory");
+    for (size_t i = 0; i < d->ncalls; i++)
+        if (d->calls[i].err < 0 && !(d->soft_qmp_errors && d->calls[i].err == -EIO)) {
+            smmu_error_copy(&d->err, &d->calls[i].e);
+            return d->calls[i].err;
+        }
+    return 0;
 }
 
 /* ---- small helpers ---- */
@@ -181,41 +232,63 @@ static bool vm_wanted(const char *name, const char *type)
     return !strncmp(name, "child[", 6) || (type && !strcmp(type, "child<PCIE>"));
 }
 
-/* QEMU before 10.1 has no qom-list-get: qom-list each path, then one qom-get per wanted property, each
- * stage pipelined. A property QEMU refuses to read is left without a value (as qom-list-get does). */
-static int vm_get_props_fallback(qmp_client *c, json_t *paths, json_t **out, struct smmu_error *err)
+/* Start fetching the properties of d->paths into d->props (resumes in vm_disc_next). With use_list_get one
+ * qom-list-get; QEMU before 10.1 (CommandNotFound) falls back to qom-list each path, then one qom-get per
+ * wanted property, each stage pipelined. A property QEMU refuses to read is left without a value (as
+ * qom-list-get does). Returns 1 when started, 0 when there is nothing to fetch (d->props is then []). */
+static int vm_props_start(struct vm_disc *d)
 {
-    size_t n = json_array_size(paths), i, j, ngets = 0, k = 0;
-    struct vm_call *lists = calloc(n ? n : 1, sizeof(*lists)), *gets = NULL;
-    json_t **owner = NULL, *result = json_array();
-    int r;
-    if (!lists || !result) {
-        r = smmu_error_set(err, -ENOMEM, "topology discovery: out of memory");
-        goto out;
+    size_t n = json_array_size(d->paths);
+    json_decref(d->props);
+    d->props = NULL;
+    if (n == 0) {
+        d->pp = VM_PP_NONE;
+        d->props = json_array();
+        return d->props ? 0 : smmu_error_set(&d->err, -ENOMEM, "topology discovery: out of memory");
     }
-    for (i = 0; i < n; i++) {
-        const char *p = json_string_value(json_array_get(paths, i));
-        lists[i].cmd = "qom-list";
-        snprintf(lists[i].what, sizeof(lists[i].what), "qom-list %s", p);
-        lists[i].args = json_pack("{s:s}", "path", p);
-    }
-    if ((r = vm_batch(c, lists, n, false, err)) < 0)
-        goto out;
-    for (i = 0; i < n; i++) {
-        if (!json_is_array(lists[i].ret)) {
-            r = smmu_error_set(err, -EPROTO, "%s: the reply is not an array", lists[i].what);
-            goto out;
+    if (d->use_list_get) {
+        struct vm_call *k = vm_batch_new(d, 1, false);
+        d->pp = VM_PP_LIST_GET;
+        if (k) {
+            k->cmd = "qom-list-get";
+            snprintf(k->what, sizeof(k->what), "qom-list-get of %zu paths", n);
+            k->args = json_pack("{s:O}", "paths", d->paths);
         }
+    } else {
+        struct vm_call *lists = vm_batch_new(d, n, false);
+        d->pp = VM_PP_LISTS;
+        for (size_t i = 0; lists && i < n; i++) {
+            const char *p = json_string_value(json_array_get(d->paths, i));
+            lists[i].cmd = "qom-list";
+            snprintf(lists[i].what, sizeof(lists[i].what), "qom-list %s", p);
+            lists[i].args = json_pack("{s:s}", "path", p);
+        }
+    }
+    vm_batch_send(d);
+    return 1;
+}
+
+/* The fallback's qom-list replies are in: one qom-get per wanted property. */
+static int vm_props_gets(struct vm_disc *d)
+{
+    size_t n = json_array_size(d->paths), i, j, ngets = 0, k = 0;
+    struct vm_call *lists = d->calls;
+    for (i = 0; i < n; i++) {
+        if (!json_is_array(lists[i].ret))
+            return smmu_error_set(&d->err, -EPROTO, "%s: the reply is not an array", lists[i].what);
         ngets += json_array_size(lists[i].ret);
     }
-    gets = calloc(ngets ? ngets : 1, sizeof(*gets));
-    owner = calloc(ngets ? ngets : 1, sizeof(*owner));
-    if (!gets || !owner) {
-        r = smmu_error_set(err, -ENOMEM, "topology discovery: out of memory");
-        goto out;
+    json_t *result = json_array();
+    json_t **owner = calloc(ngets ? ngets : 1, sizeof(*owner));
+    struct vm_call *gets = calloc(ngets ? ngets : 1, sizeof(*gets));
+    if (!result || !owner || !gets) {
+        json_decref(result);
+        free(owner);
+        free(gets);
+        return smmu_error_set(&d->err, -ENOMEM, "topology discovery: out of memory");
     }
     for (i = 0; i < n; i++) {
-        const char *path = json_string_value(json_array_get(paths, i));
+        const char *path = json_string_value(json_array_get(d->paths, i));
         json_t *entry = json_pack("{s:[]}", "properties"), *p;
         json_array_append_new(result, entry);
         json_array_foreach(lists[i].ret, j, p) {
@@ -224,6 +297,7 @@ static int vm_get_props_fallback(qmp_client *c, json_t *paths, json_t **out, str
             if (!name || !vm_wanted(name, type))
                 continue;
             gets[k].cmd = "qom-get";
+            gets[k].d = d;
             snprintf(gets[k].what, sizeof(gets[k].what), "qom-get %s %s", path, name);
             gets[k].args = json_pack("{s:s,s:s}", "path", path, "property", name);
             owner[k] = json_pack("{s:s,s:s}", "name", name, "type", type ? type : "");
@@ -231,76 +305,79 @@ static int vm_get_props_fallback(qmp_client *c, json_t *paths, json_t **out, str
             k++;
         }
     }
-    r = vm_batch(c, gets, k, true, err);
-    for (i = 0; r == 0 && i < k; i++)
-        if (gets[i].ret)
-            json_object_set(owner[i], "value", gets[i].ret);
-out:
-    for (i = 0; owner && i < k; i++)
-        json_decref(owner[i]);
-    free(owner);
-    vm_batch_free(gets, k);
-    vm_batch_free(lists, n);
-    if (r < 0) {
-        json_decref(result);
-        return r;
-    }
-    *out = result;
-    return 0;
+    vm_batch_free(d->calls, d->ncalls);
+    d->calls = gets;
+    d->ncalls = k;
+    d->soft_qmp_errors = true;
+    d->pp = VM_PP_GETS;
+    d->pp_result = result;
+    d->pp_owner = owner;
+    d->pp_k = k;
+    vm_batch_send(d);
+    return 1;
 }
 
-/* *out: array parallel to paths of {"properties":[…]} (each entry checked). Steals nothing.
- * *use_list_get: try qom-list-get (cleared when QEMU does not know it); *used set when it answered. */
-static int vm_get_props(qmp_client *c, json_t *paths, bool *use_list_get, bool *used, json_t **out,
-                        struct smmu_error *err)
+static void vm_props_owner_free(struct vm_disc *d)
 {
-    size_t n = json_array_size(paths);
-    *out = NULL;
-    if (n == 0) {
-        *out = json_array();
-        return *out ? 0 : -ENOMEM;
-    }
-    if (*use_list_get) {
-        json_t *ret = NULL, *e;
-        struct smmu_error qe = SMMU_ERROR_INIT;
-        size_t i;
-        int r = qmp_call_sync(c, "qom-list-get", json_pack("{s:O}", "paths", paths), NULL, 0, &ret, &qe);
-        if (r == 0) {
-            if (!json_is_array(ret) || json_array_size(ret) != n) {
-                r = smmu_error_set(err, -EPROTO, "qom-list-get of %zu paths: the reply is %s", n,
-                                   json_is_array(ret) ? "an array of a different length" : "not an array");
-                json_decref(ret);
-                return r;
-            }
-            json_array_foreach(ret, i, e) {
-                if (!json_is_object(e) || !json_is_array(json_object_get(e, "properties"))) {
-                    r = smmu_error_set(err, -EPROTO, "qom-list-get: the entry for %s has no \"properties\" array",
-                                       json_string_value(json_array_get(paths, i)));
-                    json_decref(ret);
-                    return r;
-                }
-            }
-            *used = true;
-            *out = ret;
-            return 0;
+    for (size_t i = 0; d->pp_owner && i < d->pp_k; i++)
+        json_decref(d->pp_owner[i]);
+    free(d->pp_owner);
+    d->pp_owner = NULL;
+    d->pp_k = 0;
+    json_decref(d->pp_result);
+    d->pp_result = NULL;
+}
+
+/* A batch of the props fetch was answered: 1 more to come (a batch was sent), 0 d->props is complete,
+ * <0 failed (d->err set). */
+static int vm_props_step(struct vm_disc *d)
+{
+    size_t n = json_array_size(d->paths), i;
+    int r;
+    json_t *ret, *e;
+    switch (d->pp) {
+    case VM_PP_NONE:
+        return 0;
+    case VM_PP_LIST_GET:
+        if (!d->calls)
+            return smmu_error_set(&d->err, -ENOMEM, "topology discovery: out of memory");
+        if (d->calls[0].err == -EIO && !strcmp(d->calls[0].e.qmp_class, "CommandNotFound")) {
+            d->use_list_get = false; /* QEMU before 10.1: fall back */
+            return vm_props_start(d);
         }
-        if (r != -EIO || strcmp(qe.qmp_class, "CommandNotFound")) {
-            smmu_error_copy(err, &qe);
+        if ((r = vm_batch_result(d)) < 0)
+            return r;
+        ret = d->calls[0].ret;
+        if (!json_is_array(ret) || json_array_size(ret) != n)
+            return smmu_error_set(&d->err, -EPROTO, "qom-list-get of %zu paths: the reply is %s", n,
+                                  json_is_array(ret) ? "an array of a different length" : "not an array");
+        json_array_foreach(ret, i, e) {
+            if (!json_is_object(e) || !json_is_array(json_object_get(e, "properties")))
+                return smmu_error_set(&d->err, -EPROTO, "qom-list-get: the entry for %s has no \"properties\" array",
+                                      json_string_value(json_array_get(d->paths, i)));
+        }
+        d->used_list_get = true;
+        d->props = json_incref(ret);
+        return 0;
+    case VM_PP_LISTS:
+        if ((r = vm_batch_result(d)) < 0)
+            return r;
+        return vm_props_gets(d);
+    default:
+        if ((r = vm_batch_result(d)) < 0) {
+            vm_props_owner_free(d);
             return r;
         }
-        *use_list_get = false; /* QEMU before 10.1: fall back */
+        for (i = 0; i < d->pp_k; i++)
+            if (d->calls[i].ret)
+                json_object_set(d->pp_owner[i], "value", d->calls[i].ret);
+        d->props = json_incref(d->pp_result);
+        vm_props_owner_free(d);
+        return 0;
     }
-    return vm_get_props_fallback(c, paths, out, err);
 }
 
 /* ---- topology ---- */
-
-struct vm_obj {
-    char path[SMMU_PATH_LEN];
-    char name[SMMU_ID_LEN];
-    char type[64];
-    bool anon;
-};
 
 static int vm_collect(json_t *list, const char *base, bool anon, struct vm_obj **objs, size_t *n,
                       struct smmu_error *err)
@@ -470,134 +547,214 @@ static void vm_add_occupant(struct smmu_rootport *rp, json_t *e)
     }
 }
 
-int smmu_vm_discover(qmp_client *c, struct smmu_topology *t, struct smmu_error *err)
+static void vm_disc_free(struct vm_disc *d)
 {
-    return smmu_vm_discover_ex(c, 0, t, err);
+    vm_batch_free(d->calls, d->ncalls);
+    vm_props_owner_free(d);
+    free(d->objs);
+    free(d->idx);
+    json_decref(d->paths);
+    json_decref(d->props);
+    free(d);
 }
 
-int smmu_vm_discover_ex(qmp_client *c, unsigned flags, struct smmu_topology *t, struct smmu_error *err)
+static void vm_disc_finish(struct vm_disc *d, int r)
+{
+    if (r < 0) {
+        if (!d->err.message[0])
+            smmu_error_set(&d->err, r, "topology discovery failed: %s", strerror(-r));
+        smmu_topology_free(d->t);
+    } else {
+        d->t->has_qom_list_get = d->used_list_get;
+    }
+    d->cb(r, r < 0 ? &d->err : NULL, d->payload);
+    vm_disc_free(d);
+}
+
+/* Round trip 1 answered: collect the objects, ask for the properties of those that make up the topology. */
+static int vm_disc_lists_done(struct vm_disc *d)
 {
     static const char *const bases[3] = {"/machine/peripheral", "/machine/peripheral-anon", "/objects"};
-    struct vm_call *lists = calloc(3, sizeof(*lists));
-    struct vm_obj *objs = NULL;
-    size_t nobjs = 0, i, npaths = 0, *idx = NULL;
-    json_t *paths = json_array(), *props = NULL, *bus_paths = json_array(), *bus_props = NULL;
-    bool use_list_get = !(flags & SMMU_VM_NO_QOM_LIST_GET), used_list_get = false;
     int r;
-    const struct qmp_greeting *g = qmp_client_greeting(c);
-
-    memset(t, 0, sizeof(*t));
-    if (g) {
-        t->qemu_major = g->major;
-        t->qemu_minor = g->minor;
-        t->qemu_micro = g->micro;
-    }
-    if (!lists || !paths || !bus_paths) {
-        r = smmu_error_set(err, -ENOMEM, "topology discovery: out of memory");
-        goto out;
-    }
-    /* Round trip 1: the three listings, pipelined. */
-    for (i = 0; i < 3; i++) {
-        lists[i].cmd = "qom-list";
-        snprintf(lists[i].what, sizeof(lists[i].what), "qom-list %s", bases[i]);
-        lists[i].args = json_pack("{s:s}", "path", bases[i]);
-    }
-    if ((r = vm_batch(c, lists, 3, false, err)) < 0 ||
-        (r = vm_collect(lists[0].ret, bases[0], false, &objs, &nobjs, err)) < 0 ||
-        (r = vm_collect(lists[1].ret, bases[1], true, &objs, &nobjs, err)) < 0 ||
-        (r = vm_collect_iommufds(lists[2].ret, t, err)) < 0)
-        goto out;
-
-    /* Round trip 2: every property of the objects that make up the topology. */
-    idx = calloc(nobjs ? nobjs : 1, sizeof(*idx)); /* objs index for each path */
-    if (!idx) {
-        r = smmu_error_set(err, -ENOMEM, "topology discovery: out of memory");
-        goto out;
-    }
-    size_t nv = 0, np = 0, nf = 0;
-    for (i = 0; i < nobjs; i++) {
-        const char *ty = objs[i].type;
+    if ((r = vm_batch_result(d)) < 0 ||
+        (r = vm_collect(d->calls[0].ret, bases[0], false, &d->objs, &d->nobjs, &d->err)) < 0 ||
+        (r = vm_collect(d->calls[1].ret, bases[1], true, &d->objs, &d->nobjs, &d->err)) < 0 ||
+        (r = vm_collect_iommufds(d->calls[2].ret, d->t, &d->err)) < 0)
+        return r;
+    d->idx = calloc(d->nobjs ? d->nobjs : 1, sizeof(*d->idx)); /* objs index for each path */
+    if (!d->idx || !(d->paths = json_array()))
+        return smmu_error_set(&d->err, -ENOMEM, "topology discovery: out of memory");
+    for (size_t i = 0; i < d->nobjs; i++) {
+        const char *ty = d->objs[i].type;
         if (!strcmp(ty, "arm-smmuv3") || !strcmp(ty, "pxb-pcie") || is_root_port_type(ty) || is_vfio_type(ty)) {
-            json_array_append_new(paths, json_string(objs[i].path));
-            idx[npaths++] = i;
-            nv += !strcmp(ty, "arm-smmuv3");
-            np += is_root_port_type(ty);
-            nf += is_vfio_type(ty);
+            json_array_append_new(d->paths, json_string(d->objs[i].path));
+            d->idx[d->npaths++] = i;
+            d->nv += !strcmp(ty, "arm-smmuv3");
+            d->np += is_root_port_type(ty);
+            d->nf += is_vfio_type(ty);
         }
     }
-    if ((r = vm_get_props(c, paths, &use_list_get, &used_list_get, &props, err)) < 0)
-        goto out;
+    d->stage = VM_PROPS;
+    return vm_props_start(d);
+}
 
-    t->vsmmus = calloc(nv ? nv : 1, sizeof(*t->vsmmus));
-    t->ports = calloc(np ? np : 1, sizeof(*t->ports));
-    t->vfio = calloc(nf ? nf : 1, sizeof(*t->vfio));
-    if (!t->vsmmus || !t->ports || !t->vfio) {
-        r = smmu_error_set(err, -ENOMEM, "topology discovery: out of memory");
-        goto out;
-    }
-    for (i = 0; i < npaths; i++)
-        if ((r = vm_add_object(t, &objs[idx[i]], json_array_get(props, i), err)) < 0)
-            goto out;
-    for (i = 0; i < npaths; i++)
-        if (!strcmp(objs[idx[i]].type, "pxb-pcie"))
-            vm_add_pxb(t, &objs[idx[i]], json_array_get(props, i));
+/* Round trip 2 answered: build vSMMUs, ports and vfio devices; ask for the ports' secondary buses. */
+static int vm_disc_props_done(struct vm_disc *d)
+{
+    struct smmu_topology *t = d->t;
+    json_t *props = d->props;
+    size_t i;
+    int r;
+    t->vsmmus = calloc(d->nv ? d->nv : 1, sizeof(*t->vsmmus));
+    t->ports = calloc(d->np ? d->np : 1, sizeof(*t->ports));
+    t->vfio = calloc(d->nf ? d->nf : 1, sizeof(*t->vfio));
+    if (!t->vsmmus || !t->ports || !t->vfio)
+        return smmu_error_set(&d->err, -ENOMEM, "topology discovery: out of memory");
+    for (i = 0; i < d->npaths; i++)
+        if ((r = vm_add_object(t, &d->objs[d->idx[i]], json_array_get(props, i), &d->err)) < 0)
+            return r;
+    for (i = 0; i < d->npaths; i++)
+        if (!strcmp(d->objs[d->idx[i]].type, "pxb-pcie"))
+            vm_add_pxb(t, &d->objs[d->idx[i]], json_array_get(props, i));
     qsort(t->vsmmus, t->n_vsmmus, sizeof(*t->vsmmus), vsmmu_cmp);
     qsort(t->ports, t->n_ports, sizeof(*t->ports), port_cmp);
     for (size_t p = 0; p < t->n_ports; p++)
         for (size_t v = 0; v < t->n_vsmmus; v++)
             if (t->vsmmus[v].primary_bus[0] && !strcmp(t->ports[p].parent_bus, t->vsmmus[v].primary_bus))
                 t->ports[p].vsmmu = (int)v;
+    json_decref(d->paths);
+    if (!(d->paths = json_array()))
+        return smmu_error_set(&d->err, -ENOMEM, "topology discovery: out of memory");
+    for (size_t p = 0; p < t->n_ports; p++)
+        json_array_append_new(d->paths, json_string(t->ports[p].sec_bus));
+    d->stage = VM_BUS_PROPS;
+    return vm_props_start(d);
+}
 
-    /* Round trip 3: the ports' secondary buses, whose child[N] links are the occupants. */
+/* Round trip 3 answered: occupants. */
+static void vm_disc_bus_done(struct vm_disc *d)
+{
+    struct smmu_topology *t = d->t;
     for (size_t p = 0; p < t->n_ports; p++)
-        json_array_append_new(bus_paths, json_string(t->ports[p].sec_bus));
-    if ((r = vm_get_props(c, bus_paths, &use_list_get, &used_list_get, &bus_props, err)) < 0)
-        goto out;
-    for (size_t p = 0; p < t->n_ports; p++)
-        vm_add_occupant(&t->ports[p], json_array_get(bus_props, p));
+        vm_add_occupant(&t->ports[p], json_array_get(d->props, p));
     /* vfio devices → their root port (the port whose occupant they are) */
     for (size_t f = 0; f < t->n_vfio; f++)
         for (size_t p = 0; p < t->n_ports; p++)
             if (!strcmp(t->ports[p].occupant_path, t->vfio[f].path))
                 t->vfio[f].rootport = (int)p;
-    t->has_qom_list_get = used_list_get;
-    r = 0;
-out:
-    vm_batch_free(lists, 3);
-    free(objs);
-    free(idx);
-    json_decref(paths);
-    json_decref(props);
-    json_decref(bus_paths);
-    json_decref(bus_props);
-    if (r < 0) {
-        if (err && !err->message[0])
-            smmu_error_set(err, r, "topology discovery failed: %s", strerror(-r));
-        smmu_topology_free(t);
-    }
-    return r;
 }
 
-int smmu_vm_qom_exists(qmp_client *c, const char *path, struct smmu_error *err)
+/* Resume after a batch was answered (or a stage had nothing to send). Loops while stages complete at once. */
+static void vm_disc_next(struct vm_disc *d)
 {
+    int r;
+    for (;;) {
+        switch (d->stage) {
+        case VM_LISTS:
+            r = vm_disc_lists_done(d);
+            break;
+        case VM_PROPS:
+            if ((r = vm_props_step(d)) == 0)
+                r = vm_disc_props_done(d);
+            break;
+        default:
+            if ((r = vm_props_step(d)) == 0) {
+                vm_disc_bus_done(d);
+                vm_disc_finish(d, 0);
+                return;
+            }
+            break;
+        }
+        if (r < 0) {
+            vm_disc_finish(d, r);
+            return;
+        }
+        if (r > 0)
+            return; /* a batch is in flight */
+        /* r == 0: the stage had nothing to fetch; go on with the next one */
+    }
+}
+
+int smmu_vm_discover_start(qmp_client *c, unsigned flags, struct smmu_topology *t, smmu_vm_discover_cb cb,
+                           void *payload)
+{
+    static const char *const bases[3] = {"/machine/peripheral", "/machine/peripheral-anon", "/objects"};
+    const struct qmp_greeting *g = qmp_client_greeting(c);
+    struct vm_disc *d;
+    struct vm_call *lists;
+
+    memset(t, 0, sizeof(*t));
+    if (!cb || !(d = calloc(1, sizeof(*d))))
+        return -ENOMEM;
+    if (g) {
+        t->qemu_major = g->major;
+        t->qemu_minor = g->minor;
+        t->qemu_micro = g->micro;
+    }
+    d->c = c;
+    d->t = t;
+    d->cb = cb;
+    d->payload = payload;
+    d->use_list_get = !(flags & SMMU_VM_NO_QOM_LIST_GET);
+    d->stage = VM_LISTS;
+    /* Round trip 1: the three listings, pipelined. */
+    lists = vm_batch_new(d, 3, false);
+    for (size_t i = 0; lists && i < 3; i++) {
+        lists[i].cmd = "qom-list";
+        snprintf(lists[i].what, sizeof(lists[i].what), "qom-list %s", bases[i]);
+        lists[i].args = json_pack("{s:s}", "path", bases[i]);
+    }
+    vm_batch_send(d);
+    return 0;
+}
+
+struct vm_exists {
     char parent[SMMU_PATH_LEN];
-    const char *name = last_component(path);
-    json_t *ret = NULL, *e;
+    char name[SMMU_ID_LEN];
+    smmu_vm_exists_cb cb;
+    void *payload;
+};
+
+static void vm_exists_cb(qmp_client *c, int err, json_t *ret, const struct smmu_error *e, void *payload)
+{
+    struct vm_exists *x = payload;
+    struct smmu_error my = SMMU_ERROR_INIT;
+    json_t *ent;
     size_t i;
-    int r, found = 0;
-    snprintf(parent, sizeof(parent), "%.*s", (int)(name - path > 1 ? name - path - 1 : 1), path);
-    r = qmp_call_sync(c, "qom-list", json_pack("{s:s}", "path", parent), NULL, 0, &ret, err);
-    if (r < 0)
-        return r;
-    if (!json_is_array(ret)) {
-        json_decref(ret);
-        return smmu_error_set(err, -EPROTO, "qom-list %s: the reply is not an array", parent);
+    int found = 0;
+    (void)c;
+    if (err < 0) {
+        smmu_error_copy(&my, e);
+        found = err;
+    } else if (!json_is_array(ret)) {
+        found = smmu_error_set(&my, -EPROTO, "qom-list %s: the reply is not an array", x->parent);
+    } else {
+        json_array_foreach(ret, i, ent) {
+            const char *n = json_string_value(json_object_get(ent, "name"));
+            if (n && !strcmp(n, x->name))
+                found = 1;
+        }
     }
-    json_array_foreach(ret, i, e) {
-        const char *n = json_string_value(json_object_get(e, "name"));
-        if (n && !strcmp(n, name))
-            found = 1;
+    x->cb(found, found < 0 ? &my : NULL, x->payload);
+    free(x);
+}
+
+int smmu_vm_qom_exists_start(qmp_client *c, const char *path, smmu_vm_exists_cb cb, void *payload,
+                             struct smmu_error *err)
+{
+    const char *name = last_component(path);
+    struct vm_exists *x = calloc(1, sizeof(*x));
+    int r;
+    if (!x)
+        return smmu_error_set(err, -ENOMEM, "out of memory");
+    snprintf(x->parent, sizeof(x->parent), "%.*s", (int)(name - path > 1 ? name - path - 1 : 1), path);
+    snprintf(x->name, sizeof(x->name), "%s", name);
+    x->cb = cb;
+    x->payload = payload;
+    r = qmp_call(c, "qom-list", json_pack("{s:s}", "path", x->parent), NULL, 0, 0, vm_exists_cb, x);
+    if (r < 0) {
+        free(x);
+        return smmu_error_set(err, r, "qom-list %s: %s", path, r == -ENOTCONN ? "not connected to QEMU" : strerror(-r));
     }
-    json_decref(ret);
-    return found;
+    return 0;
 }

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "smmuctl/qmp.h"
+#include "support/qmp_sync.h"
 #include "smmuctl/vm.h"
 #include "support/qemu.h"
 

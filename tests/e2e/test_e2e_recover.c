@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "smmuctl/qmp.h"
+#include "support/qmp_sync.h"
 #include "support/fakesys.h"
 #include "support/qemu.h"
 #include "support/runcli.h"

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "smmuctl/qmp.h"
+#include "support/qmp_sync.h"
 #include "smmuctl/txn.h"
 #include "smmuctl/vm.h"
 #include "support/fakesys.h"

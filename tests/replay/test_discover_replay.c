@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "smmuctl/qmp.h"
+#include "support/qmp_sync.h"
 #include "smmuctl/topology.h"
 #include "smmuctl/vm.h"
 #include "replay/replay_proc.h"

@@ -19,6 +19,7 @@
 #include <event2/event.h>
 
 #include "smmuctl/qmp.h"
+#include "support/qmp_sync.h"
 #include "replay/replay_fixture.h"
 #include "replay/replay_server.h"
 #include "support/testutil.h"

@@ -1,5 +1,6 @@
 /* qmp_peer.c — a hand-driven QMP peer on a socketpair (see qmp_peer.h). */
 #include "qmp_peer.h"
+#include "qmp_sync.h"
 
 #include <dirent.h>
 #include <poll.h>

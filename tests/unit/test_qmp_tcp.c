@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "smmuctl/qmp.h"
+#include "support/qmp_sync.h"
 
 static const char GREETING[] =
     "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 3, \"minor\": 1, \"major\": 11}, \"package\": \"\"}, "

@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "smmuctl/qmp.h"
+#include "support/qmp_sync.h"
 #include "support/qmp_peer.h"
 
 

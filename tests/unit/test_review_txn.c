@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "smmuctl/journal.h"
+#include "support/qmp_sync.h"
 #include "smmuctl/txn.h"
 #include "support/fakesys.h"
 #include "support/sim_harness.h"
@@ -218,9 +219,23 @@ static void test_unknown_step_outcome_is_incomplete(void **state)
 /* Detach, and the connection drops after QEMU executed device_del (no reply). The unplug completes while
  * smmuctl is away; the library reconnects. The device is gone: detach must say done (exit 0) and forget it,
  * not "failed" (exit 1: "none was removed") with the device still listed as attached in the journal. */
-static int review_reconnect(qmp_client **c, void *payload, struct smmu_error *err)
+struct review_rc {
+    smmu_reconnect_done_fn done;
+    void *arg;
+};
+
+static void review_connected(qmp_client *c, int err, const struct smmu_error *e, void *payload)
+{
+    struct review_rc *rc = payload;
+    qmp_client_on_state(c, NULL, NULL);
+    rc->done(err, e, rc->arg);
+    free(rc);
+}
+
+static int review_reconnect(qmp_client **c, void *payload, smmu_reconnect_done_fn done, void *arg)
 {
     struct env *e = payload;
+    struct review_rc *rc = calloc(1, sizeof(*rc));
     /* bounded: the unplug of a hot-plugged device completes 1 ms after device_del */
     for (int i = 0; i < 200; i++) {
         json_t *d = simh_dump(e->sim);
@@ -235,9 +250,14 @@ static int review_reconnect(qmp_client **c, void *payload, struct smmu_error *er
     struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
     o.connect_timeout_ms = 5000;
     o.command_timeout_ms = 2000;
-    int r = qmp_client_new(c, e->base, &o);
-    if (r == 0)
-        r = qmp_client_connect_sync(*c, simh_qmp_path(e->sim), err);
+    int r = rc ? qmp_client_new(c, e->base, &o) : -ENOMEM;
+    if (r == 0) {
+        rc->done = done;
+        rc->arg = arg;
+        r = qmp_client_connect(*c, simh_qmp_path(e->sim), review_connected, rc);
+    }
+    if (r < 0)
+        free(rc);
     return r;
 }
 

@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #include "smmuctl/qmp.h"
+#include "support/qmp_sync.h"
 #include "smmuctl/topology.h"
 #include "smmuctl/txn.h"
 #include "smmuctl/vm.h"
