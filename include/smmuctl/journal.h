@@ -32,7 +32,8 @@ int smmu_journal_check_name(const char *vm, struct smmu_error *err);
 void smmu_journal_name_from_addr(const char *canonical, char *out, size_t len);
 
 /* Create state_dir if needed (0700), take the lock (waiting up to wait_ms; -EBUSY after that, naming the
- * holder's pid when known) and load the journal (a missing file is an empty journal). A corrupt journal
+ * holder's pid when known; wait_ms 0 is one non-blocking try — the form an event loop uses, retrying on a
+ * timer as the VM handle of smmuctl/engine.h does) and load the journal (a missing file is an empty journal). A corrupt journal
  * is -EPROTO naming the file, and is never overwritten. */
 int smmu_journal_open(const char *state_dir, const char *vm, const char *qmp_canonical, int wait_ms,
                       smmu_journal **out, struct smmu_error *err);

@@ -38,6 +38,9 @@ int qmp_reconnect_start(struct event_base *base, const struct qmp_reconnect_opts
                         void *payload, qmp_reconnect **out);
 /* Stop trying: frees everything; cb is not called. */
 void qmp_reconnect_cancel(qmp_reconnect *r);
+/* The attempt in progress (its qmp_client_state says connecting / greeting / negotiating), or NULL while
+ * waiting between attempts. Borrowed. */
+qmp_client *qmp_reconnect_client(const qmp_reconnect *r);
 /* Attempts made so far (tests). */
 unsigned qmp_reconnect_attempts(const qmp_reconnect *r);
 

@@ -143,10 +143,14 @@ int smmu_txn_status_start(qmp_client **c, smmu_journal *j, const struct smmu_fac
                           const struct smmu_txn_opts *opts, struct smmu_result *res, smmu_txn_done_fn done,
                           void *payload, smmu_txn **out);
 
-/* DESIGN §5 "Signals". Attach: send no further step, roll back as on a failure (outcome 1, or 4 if an undo is
+/* DESIGN §5 "Signals". Returns 0 when the cancel took effect, 1 when it was ignored. Attach: send no further step, roll back as on a failure (outcome 1, or 4 if an undo is
  * left). Detach: stop waiting; devices not yet gone stay pending (4). A cancel while rolling back (or a
  * second one) is ignored and reported (res->cancel_ignored). Non-blocking; the callback still runs once. */
-void smmu_txn_cancel(smmu_txn *t);
+int smmu_txn_cancel(smmu_txn *t);   /* 0 took effect, 1 ignored */
+
+/* If the operation has ended and only its callback is waiting for the loop, run the callback now (the VM
+ * handle's free uses this so every callback fires before it returns). Returns 1 if it ran (t is gone). */
+int smmu_txn_finish_now(smmu_txn *t);
 
 #ifdef __cplusplus
 }

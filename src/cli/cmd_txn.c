@@ -7,70 +7,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "smmuctl/qmp_reconnect.h"
-#include "smmuctl/txn.h"
-
-/* ---- reconnect after a lost connection: a new client on the same address, retried with backoff (a timer)
- * until --timeout ---- */
-
-struct txn_cli_reconn {
-    struct cli *cli;
-    qmp_client **c;
-    smmu_reconnect_done_fn done;
-    void *arg;
-};
-
-static void txn_cli_reconnected(int err, qmp_client *n, const struct smmu_error *e, void *payload)
-{
-    struct txn_cli_reconn *rc = payload;
-    struct cli *cli = rc->cli;
-    struct smmu_error my = SMMU_ERROR_INIT;
-    if (err == 0) {
-        *rc->c = n;
-    } else {
-        /* keep a closed client in place so later calls fail cleanly with -ENOTCONN */
-        struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
-        smmu_error_copy(&my, e);
-        if (qmp_client_new(rc->c, cli->base, &o) < 0)
-            *rc->c = NULL;
-    }
-    cli->qmp = *rc->c;
-    smmu_reconnect_done_fn done = rc->done;
-    void *arg = rc->arg;
-    free(rc);
-    done(err, err < 0 ? &my : NULL, arg);
-}
-
-static int txn_cli_reconnect(qmp_client **c, void *payload, smmu_reconnect_done_fn done, void *arg)
-{
-    struct cli *cli = payload;
-    struct qmp_reconnect_opts o = QMP_RECONNECT_OPTS_INIT;
-    struct txn_cli_reconn *rc = calloc(1, sizeof(*rc));
-    if (!rc)
-        return -ENOMEM;
-    cli_info(cli, "connection to QEMU lost; reconnecting to %s", cli->qmp_addr);
-    qmp_client_free(*c);
-    *c = NULL;
-    cli->qmp = NULL;
-    rc->cli = cli;
-    rc->c = c;
-    rc->done = done;
-    rc->arg = arg;
-    o.addr = cli->qmp_addr;
-    o.client.connect_timeout_ms = cli_timeout_ms(cli);
-    o.client.command_timeout_ms = cli_timeout_ms(cli);
-    o.client.record = cli->record;
-    o.client.negotiate_oob = true;
-    o.deadline_ms = cli_timeout_ms(cli); /* the CLI's policy: retry until --timeout */
-    int r = qmp_reconnect_start(cli->base, &o, txn_cli_reconnected, rc, NULL);
-    if (r < 0) {
-        free(rc);
-        struct qmp_client_opts co = QMP_CLIENT_OPTS_INIT;
-        if (qmp_client_new(c, cli->base, &co) == 0)
-            cli->qmp = *c;
-    }
-    return r;
-}
+#include "smmuctl/engine.h"
 
 /* Test-only crash injection (the fault-matrix tests): SMMUCTL_TEST_CRASH="K:before" or "K:after" kills this
  * process with SIGKILL before step K is sent, or right after its bytes went out. */
@@ -86,50 +23,6 @@ static int txn_cli_crash_hook(int step, int phase, void *payload)
     return 0;
 }
 
-static void txn_cli_opts(struct cli *cli, struct smmu_txn_opts *o)
-{
-    struct smmu_txn_opts d = SMMU_TXN_OPTS_INIT;
-    const char *crash = getenv("SMMUCTL_TEST_CRASH");
-    *o = d;
-    o->sysfs_root = cli->sysfs;
-    o->dev_root = cli->dev;
-    o->unplug_timeout_ms = (int)(cli->unplug_timeout_s * 1000 + 0.5);
-    o->no_wait = cli->no_wait;
-    o->reconnect = txn_cli_reconnect;
-    o->reconnect_payload = cli;
-    if (crash && *crash) {
-        o->step_hook = txn_cli_crash_hook;
-        o->step_hook_payload = (void *)crash;
-    }
-}
-
-/* Run a started operation to completion. */
-struct txn_cli_wait {
-    bool done;
-};
-
-static void txn_cli_done(struct smmu_result *res, void *payload)
-{
-    (void)res;
-    ((struct txn_cli_wait *)payload)->done = true;
-}
-
-static void txn_cli_wait(struct cli *cli, int started, struct txn_cli_wait *w, struct smmu_result *res)
-{
-    if (started < 0) {
-        res->outcome = SMMU_OUTCOME_ROLLED_BACK; /* could not start: nothing was sent */
-        return;
-    }
-    cli_run_until(cli, &w->done);
-}
-
-static void txn_cli_status(struct cli *cli, smmu_journal *j, struct smmu_facts *f, bool recover,
-                           const struct smmu_txn_opts *o, struct smmu_result *res)
-{
-    struct txn_cli_wait w = {false};
-    txn_cli_wait(cli, smmu_txn_status_start(&cli->qmp, j, f, recover, o, res, txn_cli_done, &w, NULL), &w, res);
-}
-
 static int txn_exit_code(enum smmu_outcome o)
 {
     switch (o) {
@@ -142,7 +35,7 @@ static int txn_exit_code(enum smmu_outcome o)
 }
 
 /* Print the result: --json object, or text lines produced by `text`. */
-static int txn_finish(struct cli *cli, const char *command, struct smmu_result *res,
+static int txn_finish(struct cli *cli, const char *command, const struct smmu_result *res,
                       void (*text)(struct cli *, const json_t *report))
 {
     int code = txn_exit_code(res->outcome);
@@ -159,50 +52,132 @@ static int txn_finish(struct cli *cli, const char *command, struct smmu_result *
         if (res->error.code && code != 0)
             fprintf(stderr, "smmuctl: %s: %s\n", command, res->error.message);
     }
-    smmu_result_fini(res);
     return code;
 }
 
-/* Open journal + gather facts: the common start of every command here. */
-static int txn_begin(struct cli *cli, const char *command, smmu_journal **j, struct smmu_facts *f)
+/* ---- one request on a VM handle, run to completion on the CLI's loop ---- */
+
+struct txn_cli_run {
+    struct cli *cli;
+    const char *command;
+    void (*text)(struct cli *, const json_t *report);
+    smmu_op *op;
+    bool done;
+    int code;
+};
+
+static void txn_cli_log(int level, const char *msg, void *payload)
 {
-    struct smmu_error e = SMMU_ERROR_INIT;
-    int r;
-    if ((r = cli_connect(cli, command)) != 0)
-        return r;
-    if ((r = cli_open_journal(cli, command, false, j)) != 0)
-        return r;
-    if (cli_facts_wait(cli, *j, f, &e) < 0) {
-        smmu_journal_close(*j);
-        *j = NULL;
-        return cli_fail(cli, command, EXIT_UNREACHABLE, &e, NULL); /* nothing changed yet */
-    }
-    if (f->warnings[0])
-        cli_info(cli, "warning: %s", f->warnings);
-    return 0;
+    struct cli *cli = payload;
+    if (level == 0)
+        cli_debug(cli, "%s", msg);
+    else
+        cli_info(cli, "%s", msg);
 }
 
-/* An interrupted transaction left by a crashed smmuctl is finished before new work starts. */
-static int txn_recover_first(struct cli *cli, const char *command, smmu_journal *j, struct smmu_facts *f,
-                             const struct smmu_txn_opts *o)
+static void txn_cli_done(smmu_vm *vm, const struct smmu_reply *rep, void *payload)
 {
-    struct smmu_result res;
-    struct smmu_error e = SMMU_ERROR_INIT;
-    if (!smmu_journal_txn(j))
-        return 0;
-    cli_info(cli, "an interrupted %s transaction is in the journal: recovering it first",
-             json_string_value(json_object_get(smmu_journal_txn(j), "op")));
-    txn_cli_status(cli, j, f, true, o, &res);
-    smmu_result_fini(&res);
-    if (smmu_journal_txn(j)) {
-        smmu_error_set(&e, -EBUSY, "an interrupted transaction could not be recovered; run `smmuctl recover`");
-        return cli_fail(cli, command, EXIT_INCOMPLETE, &e, NULL);
+    struct txn_cli_run *run = payload;
+    struct cli *cli = run->cli;
+    const char *command = run->command;
+    (void)vm;
+    run->done = true;
+    run->op = NULL;
+    switch (rep->stage) {
+    case SMMU_STAGE_CONNECT:
+        run->code = cli_fail(cli, command, rep->error.code == -EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE,
+                             &rep->error, NULL);
+        break;
+    case SMMU_STAGE_JOURNAL:
+        run->code = cli_fail(cli, command, rep->error.code == -EBUSY ? EXIT_USAGE : EXIT_FAILED, &rep->error,
+                             NULL);
+        break;
+    case SMMU_STAGE_FACTS:
+        run->code = cli_fail(cli, command, EXIT_UNREACHABLE, &rep->error, NULL); /* nothing changed yet */
+        break;
+    case SMMU_STAGE_RECOVER:
+        run->code = cli_fail(cli, command, EXIT_INCOMPLETE, &rep->error, NULL);
+        break;
+    case SMMU_STAGE_PLAN:
+        run->code = cli_fail(cli, command, EXIT_USAGE, &rep->error, NULL);
+        break;
+    case SMMU_STAGE_CANCELLED:
+        run->code = cli_fail(cli, command, EXIT_FAILED, &rep->error, NULL);
+        break;
+    default:
+        run->code = txn_finish(cli, command, &rep->result, run->text);
+        break;
     }
-    /* the VM changed: look again */
-    smmu_facts_free(f);
-    if (cli_facts_wait(cli, j, f, &e) < 0)
-        return cli_fail(cli, command, EXIT_UNREACHABLE, &e, NULL);
-    return 0;
+}
+
+/* SIGINT/SIGTERM/SIGHUP (DESIGN §5 "Signals"): cancel the request; a second one while rolling back is
+ * reported and ignored. */
+static void txn_cli_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct txn_cli_run *run = arg;
+    (void)what;
+    if (!run->op)
+        return;
+    if (smmu_op_cancel(run->op) == 0)
+        cli_info(run->cli, "%s: interrupted (signal %d): no further step; finishing what was started",
+                 run->command, (int)sig);
+    else
+        cli_info(run->cli, "%s: signal %d ignored: the rollback is running (kill -9 leaves it to `smmuctl "
+                 "recover`)", run->command, (int)sig);
+}
+
+static int txn_cli_run(struct cli *cli, const char *command, struct smmu_request *req,
+                       void (*text)(struct cli *, const json_t *report))
+{
+    struct smmu_vm_opts o = SMMU_VM_OPTS_INIT;
+    struct smmu_error e = SMMU_ERROR_INIT;
+    struct txn_cli_run run = {cli, command, text, NULL, false, EXIT_FAILED};
+    const char *crash = getenv("SMMUCTL_TEST_CRASH");
+    static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+    struct event *sev[3] = {NULL, NULL, NULL};
+    char vm_name[128];
+    smmu_vm *vm = NULL;
+    int r;
+
+    if (!cli->qmp_addr || !*cli->qmp_addr)
+        return cli_usage_error(cli, command, "no QMP monitor given: use --qmp PATH|unix:PATH|tcp:HOST:PORT or set "
+                               "SMMUCTL_QMP");
+    if ((r = cli_vm_name(cli, command, vm_name, sizeof(vm_name))) != 0)
+        return r;
+    o.qmp_addr = cli->qmp_addr;
+    o.vm_name = vm_name;
+    o.state_dir = cli->state_dir;
+    o.sysfs_root = cli->sysfs;
+    o.dev_root = cli->dev;
+    o.connect_timeout_ms = cli_timeout_ms(cli);
+    o.command_timeout_ms = cli_timeout_ms(cli);
+    o.lock_wait_ms = 60000;
+    o.connect_deadline_ms = 0;                  /* one attempt: unreachable is exit 3 at once */
+    o.reconnect_deadline_ms = cli_timeout_ms(cli); /* the CLI's policy: retry until --timeout */
+    o.negotiate_oob = true; /* FACTS: ~0.83x QEMU CPU per command; we always send ids anyway */
+    o.record = cli->record;
+    o.log = txn_cli_log;
+    o.log_payload = cli;
+    if (crash && *crash) {
+        o.step_hook = txn_cli_crash_hook;
+        o.step_hook_payload = (void *)crash;
+    }
+    if ((r = smmu_vm_new(cli->base, &o, &vm, &e)) < 0)
+        return cli_fail(cli, command, r == -ENOMEM ? EXIT_FAILED : EXIT_USAGE, &e, NULL);
+    if (smmu_vm_submit(vm, req, txn_cli_done, &run, &run.op) < 0) {
+        smmu_vm_free(vm);
+        smmu_error_set(&e, -ENOMEM, "out of memory");
+        return cli_fail(cli, command, EXIT_FAILED, &e, NULL);
+    }
+    for (int i = 0; i < 3; i++)
+        if ((sev[i] = evsignal_new(cli->base, sigs[i], txn_cli_signal, &run)))
+            evsignal_add(sev[i], NULL);
+    cli_run_until(cli, &run.done);
+    for (int i = 0; i < 3; i++)
+        if (sev[i])
+            event_free(sev[i]);
+    smmu_vm_free(vm); /* the callback fired: nothing is left running */
+    return run.code;
 }
 
 /* ---- attach ---- */
@@ -234,44 +209,22 @@ static void attach_text(struct cli *cli, const json_t *rep)
 
 int cmd_attach(struct cli *cli)
 {
-    smmu_journal *j = NULL;
-    struct smmu_facts f;
-    struct smmu_plan *p = NULL;
-    struct smmu_plan_opts po = SMMU_PLAN_OPTS_INIT;
-    struct smmu_txn_opts to;
-    struct smmu_result res;
-    struct smmu_error e = SMMU_ERROR_INIT;
+    struct smmu_request req = {SMMU_REQ_ATTACH, NULL, 0, SMMU_PLAN_OPTS_INIT, 0, false};
     char **devs = NULL;
     size_t n = 0;
     int r;
 
     if ((r = cli_devices(cli, "attach", &devs, &n)) != 0)
         return r;
-    txn_cli_opts(cli, &to);
-    if ((r = txn_begin(cli, "attach", &j, &f)) != 0) {
-        cli_devices_free(devs);
-        return r;
-    }
-    if ((r = txn_recover_first(cli, "attach", j, &f, &to)) != 0)
-        goto out;
-    po.fd_pass = cli->fd_pass;
-    po.allow_mismatch = cli->allow_mismatch;
-    po.iommufd_id = cli->iommufd_id;
-    po.device_id = cli->device_id;
-    po.dev_root = cli->dev;
-    if (smmu_facts_plan(&f, cli->sysfs, (const char *const *)devs, n, &po, &p, &e) < 0) {
-        r = cli_fail(cli, "attach", EXIT_USAGE, &e, NULL);
-        goto out;
-    }
-    {
-        struct txn_cli_wait w = {false};
-        txn_cli_wait(cli, smmu_txn_attach_start(&cli->qmp, j, &f, p, &to, &res, txn_cli_done, &w, NULL), &w, &res);
-    }
-    r = txn_finish(cli, "attach", &res, attach_text);
-out:
-    smmu_plan_free(p);
-    smmu_facts_free(&f);
-    smmu_journal_close(j);
+    req.devs = (const char *const *)devs;
+    req.n_devs = n;
+    req.plan.fd_pass = cli->fd_pass;
+    req.plan.allow_mismatch = cli->allow_mismatch;
+    req.plan.iommufd_id = cli->iommufd_id;
+    req.plan.device_id = cli->device_id;
+    req.plan.dev_root = cli->dev;
+    req.unplug_timeout_ms = (int)(cli->unplug_timeout_s * 1000 + 0.5);
+    r = txn_cli_run(cli, "attach", &req, attach_text);
     cli_devices_free(devs);
     return r;
 }
@@ -299,29 +252,18 @@ static void detach_text(struct cli *cli, const json_t *rep)
 
 int cmd_detach(struct cli *cli)
 {
-    smmu_journal *j = NULL;
-    struct smmu_facts f;
-    struct smmu_txn_opts to;
-    struct smmu_result res;
+    struct smmu_request req = {SMMU_REQ_DETACH, NULL, 0, SMMU_PLAN_OPTS_INIT, 0, false};
     char **devs = NULL;
     size_t n = 0;
     int r;
 
     if ((r = cli_devices(cli, "detach", &devs, &n)) != 0)
         return r;
-    txn_cli_opts(cli, &to);
-    if ((r = txn_begin(cli, "detach", &j, &f)) != 0) {
-        cli_devices_free(devs);
-        return r;
-    }
-    if ((r = txn_recover_first(cli, "detach", j, &f, &to)) == 0) {
-        struct txn_cli_wait w = {false};
-        txn_cli_wait(cli, smmu_txn_detach_start(&cli->qmp, j, &f, (const char *const *)devs, n, &to, &res,
-                                                txn_cli_done, &w, NULL), &w, &res);
-        r = txn_finish(cli, "detach", &res, detach_text);
-    }
-    smmu_facts_free(&f);
-    smmu_journal_close(j);
+    req.devs = (const char *const *)devs;
+    req.n_devs = n;
+    req.unplug_timeout_ms = (int)(cli->unplug_timeout_s * 1000 + 0.5);
+    req.no_wait = cli->no_wait;
+    r = txn_cli_run(cli, "detach", &req, detach_text);
     cli_devices_free(devs);
     return r;
 }
@@ -365,21 +307,13 @@ static void status_text(struct cli *cli, const json_t *rep)
 
 static int status_or_recover(struct cli *cli, const char *command, bool recover)
 {
-    smmu_journal *j = NULL;
-    struct smmu_facts f;
-    struct smmu_txn_opts to;
-    struct smmu_result res;
-    int r;
+    struct smmu_request req = {recover ? SMMU_REQ_RECOVER : SMMU_REQ_STATUS, NULL, 0, SMMU_PLAN_OPTS_INIT, 0,
+                               false};
     if (cli->nargs > 0)
         return cli_usage_error(cli, command, "'%s' takes no arguments (got '%s')", command, cli->args[0]);
-    txn_cli_opts(cli, &to);
-    if ((r = txn_begin(cli, command, &j, &f)) != 0)
-        return r;
-    txn_cli_status(cli, j, &f, recover, &to, &res);
-    r = txn_finish(cli, command, &res, status_text);
-    smmu_facts_free(&f);
-    smmu_journal_close(j);
-    return r;
+    req.unplug_timeout_ms = (int)(cli->unplug_timeout_s * 1000 + 0.5);
+    req.no_wait = cli->no_wait;
+    return txn_cli_run(cli, command, &req, status_text);
 }
 
 int cmd_status(struct cli *cli)

@@ -164,3 +164,8 @@ unsigned qmp_reconnect_attempts(const qmp_reconnect *r)
 {
     return r ? r->attempts : 0;
 }
+
+qmp_client *qmp_reconnect_client(const qmp_reconnect *r)
+{
+    return r ? r->c : NULL;
+}

@@ -111,18 +111,28 @@ void txn_finish(struct smmu_txn *t)
     evtimer_add(t->defer, &zero); /* `done` runs from the loop, never inside the caller's start or cancel */
 }
 
-void smmu_txn_cancel(smmu_txn *t)
+int smmu_txn_cancel(smmu_txn *t)
 {
     if (!t || t->finished)
-        return;
+        return 1;
     if (t->cancelled || t->rolling_back) {
         t->res->cancel_ignored = true; /* DESIGN §5: a second signal while rolling back is reported and ignored */
-        return;
+        return 1;
     }
     t->cancelled = true;
     t->res->cancelled = true;
     if (t->unplug)
         txn_unplug_stop_waiting(t);
+    return 0;
+}
+
+int smmu_txn_finish_now(smmu_txn *t)
+{
+    if (!t || !t->finished)
+        return 0;
+    evtimer_del(t->defer);
+    txn_defer_cb(-1, 0, t);
+    return 1;
 }
 
 int txn_save(struct smmu_txn *t)

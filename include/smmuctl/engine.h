@@ -1,0 +1,133 @@
+/* smmuctl/engine.h — one handle per VM: its QMP connection, journal and facts, and a queue of requests.
+ *
+ * This is the API `smmuctl serve` holds hundreds of (one event loop, no global state) and that the CLI runs
+ * one request on. Nothing here blocks or runs the loop: smmu_vm_new and smmu_vm_submit return at once; the
+ * handle connects, negotiates, takes the VM's journal lock (retried on a timer: never a sleep), reconciles,
+ * and runs the queued requests one at a time in arrival order, each as the step machines of smmuctl/txn.h.
+ * Handles are independent: a VM whose QEMU stalls never delays another handle's steps.
+ *
+ * Connection states (smmu_vm_state):
+ *   CONNECTING → GREETING → NEGOTIATING   the QMP client's own states (socket, {"QMP":…}, qmp_capabilities)
+ *   → RECONCILING                         journal lock + (opts.reconcile) `recover` as DESIGN §7 says
+ *   → READY                               requests run
+ *   → LOST                                the connection broke: reconnect with backoff (100 ms doubling to
+ *                                         5 s, jittered) until opts.reconnect_deadline_ms; then CLOSED
+ *   CLOSED                                gave up (or never got through): queued requests fail (stage CONNECT)
+ *
+ * Ownership: the handle owns its client, journal and facts. Request arguments are copied at submit. The
+ * reply given to `done` is borrowed for the callback (copy what you keep; json_incref the report).
+ * smmu_vm_free may be called at any moment, also from a callback: the request running is ended (its journal
+ * keeps what `recover` needs), every queued one fails with -ECANCELED, and each callback still fires exactly
+ * once, before smmu_vm_free returns.
+ */
+#ifndef SMMUCTL_ENGINE_H
+#define SMMUCTL_ENGINE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <event2/event.h>
+#include "smmuctl/error.h"
+#include "smmuctl/plan.h"
+#include "smmuctl/qmp.h"
+#include "smmuctl/txn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct smmu_vm smmu_vm;
+typedef struct smmu_op smmu_op;
+
+enum smmu_vm_state {
+    SMMU_VM_CONNECTING = 0,
+    SMMU_VM_GREETING,
+    SMMU_VM_NEGOTIATING,
+    SMMU_VM_RECONCILING,
+    SMMU_VM_READY,
+    SMMU_VM_LOST,
+    SMMU_VM_CLOSED,
+};
+const char *smmu_vm_state_name(enum smmu_vm_state s);
+
+struct smmu_vm_opts {
+    unsigned version;             /* SMMU_VM_OPTS_VERSION */
+    const char *qmp_addr;         /* PATH | unix:PATH | tcp:HOST:PORT (copied) */
+    const char *vm_name;          /* journal name (copied; checked with smmu_journal_check_name) */
+    const char *state_dir;        /* journals + locks */
+    const char *sysfs_root;       /* "/sys" */
+    const char *dev_root;         /* "/dev" */
+    int connect_timeout_ms;       /* per connection attempt (socket + greeting + negotiation); 0 = 10000 */
+    int command_timeout_ms;       /* per QMP command; 0 = 10000 */
+    int lock_wait_ms;             /* how long to retry the journal lock (a timer, every 5 ms); 0 = one try */
+    int connect_deadline_ms;      /* first connection: keep retrying this long; 0 = one attempt, <0 = forever */
+    int reconnect_deadline_ms;    /* after a loss: keep retrying this long (<0 = forever; 0 = 10000) */
+    bool reconcile;               /* after every (re)connect, run `recover` before requests (the daemon) */
+    bool negotiate_oob;           /* enable QMP oob when offered */
+    FILE *record;                 /* --record: every message appended (fixture format) */
+    /* log sink: level 0 debug, 1 info ("recovering it first", "reconnecting", facts warnings), 2 warning */
+    void (*log)(int level, const char *msg, void *payload);
+    void *log_payload;
+    /* test hook passed to the transactions (smmu_txn_opts.step_hook) */
+    int (*step_hook)(int step, int phase, void *payload);
+    void *step_hook_payload;
+};
+#define SMMU_VM_OPTS_VERSION 1
+#define SMMU_VM_OPTS_INIT {SMMU_VM_OPTS_VERSION, NULL, NULL, "/run/smmuctl", "/sys", "/dev", 0, 0, 0, 0, 0, \
+                           false, false, NULL, NULL, NULL, NULL, NULL}
+
+enum smmu_req_kind { SMMU_REQ_TOPOLOGY, SMMU_REQ_PLAN, SMMU_REQ_ATTACH, SMMU_REQ_DETACH, SMMU_REQ_STATUS,
+                     SMMU_REQ_RECOVER };
+
+struct smmu_request {
+    enum smmu_req_kind kind;
+    const char *const *devs;      /* plan/attach: BDFs; detach: ids or BDFs (copied) */
+    size_t n_devs;
+    struct smmu_plan_opts plan;   /* plan/attach (strings copied) */
+    int unplug_timeout_ms;        /* detach and rollbacks; 0 = 10000 */
+    bool no_wait;                 /* detach --no-wait */
+};
+
+/* Where a request stopped: the front-end maps it to an exit code (DESIGN §2). */
+enum smmu_req_stage {
+    SMMU_STAGE_CONNECT,           /* QEMU unreachable (-EINVAL: bad address) — nothing sent */
+    SMMU_STAGE_JOURNAL,           /* lock busy (-EBUSY) or the journal unusable — nothing sent */
+    SMMU_STAGE_FACTS,             /* discovery failed — nothing changed */
+    SMMU_STAGE_RECOVER,           /* an interrupted transaction could not be recovered first (-EBUSY) */
+    SMMU_STAGE_PLAN,              /* the plan was refused — nothing sent */
+    SMMU_STAGE_TXN,               /* the transaction ran: result.outcome says how it ended */
+    SMMU_STAGE_CANCELLED,         /* cancelled or the handle freed before it ran (-ECANCELED) */
+};
+
+struct smmu_reply {
+    enum smmu_req_kind kind;
+    enum smmu_req_stage stage;
+    struct smmu_error error;      /* why it stopped before SMMU_STAGE_TXN */
+    struct smmu_result result;    /* SMMU_STAGE_TXN (outcome, error, report) */
+    const struct smmu_facts *facts; /* topology/plan (and attach, before it ran): the facts used, or NULL */
+    const struct smmu_plan *plan; /* plan/attach: the plan, or NULL */
+};
+typedef void (*smmu_op_done_fn)(smmu_vm *vm, const struct smmu_reply *reply, void *payload);
+
+/* Create the handle and start connecting (returns at once). Errors: -EINVAL (bad address or VM name, err
+ * says which), -ENOMEM. */
+int smmu_vm_new(struct event_base *base, const struct smmu_vm_opts *opts, smmu_vm **out, struct smmu_error *err);
+/* See the header comment: ends everything, every callback fires once before this returns. */
+void smmu_vm_free(smmu_vm *vm);
+enum smmu_vm_state smmu_vm_state(const smmu_vm *vm);
+/* Requests queued or running. */
+size_t smmu_vm_queued(const smmu_vm *vm);
+
+/* Queue a request; it runs after the ones before it, once the VM is READY. Returns 0 (done will fire once,
+ * never from inside this call) and *out (may be NULL) = the operation, valid until done returns; -ENOMEM. */
+int smmu_vm_submit(smmu_vm *vm, const struct smmu_request *req, smmu_op_done_fn done, void *payload,
+                   smmu_op **out);
+/* DESIGN §5 "Signals": a queued request is dropped (SMMU_STAGE_CANCELLED); a running attach sends no further
+ * step and rolls back (outcome 1, or 4 if an undo is left); a running detach stops waiting (the rest stays
+ * pending, 4). Returns 0 when it took effect, 1 when it was ignored (a rollback is running, or a second
+ * cancel): the reply then says result.cancel_ignored. Non-blocking. */
+int smmu_op_cancel(smmu_op *op);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
