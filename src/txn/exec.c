@@ -457,13 +457,20 @@ static void unplug_probed(struct smmu_txn *t, int found, const struct smmu_error
     if (found == 0) {
         u->out[u->probe] = TXN_DEL_DONE;
         smmu_error_clear(&u->errs[u->probe]);
+    } else if (found == 1) {
+        /* still there: QEMU may have started the unplug (DESIGN §5) — pending, not failed; the journal keeps it
+         * and the next DEVICE_DELETED or `status` settles it */
+        u->out[u->probe] = TXN_DEL_PENDING;
+        smmu_error_set(&u->errs[u->probe], -EINPROGRESS, "device_del %s: the reply was lost and the device is "
+                       "still there: the unplug may be under way (pending; `smmuctl status` settles it)",
+                       u->devs[u->probe].id);
     }
     u->probe++;
     unplug_probe_next(t, 0);
 }
 
 /* A device_del whose reply never came (connection lost, timeout) may have run: ask QEMU whether the device
- * is still there (DESIGN §5). Gone is done; present stays failed (unknown whether an unplug is under way). */
+ * is still there (DESIGN §5). Gone is done; present is pending (an unplug may be under way). */
 static void unplug_probe_next(struct smmu_txn *t, int r)
 {
     struct txn_unplug *u = t->unplug;

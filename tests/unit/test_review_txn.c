@@ -216,6 +216,29 @@ static void test_unknown_step_outcome_is_incomplete(void **state)
     free(before);
 }
 
+/* The same unknown outcome, as reported: the device whose device_add was only sent (no reply, QEMU could not be
+ * asked) is "sent-no-reply" — what is known (issue 15: "sent, no reply; recover will settle it") — never
+ * "attached". */
+static void test_sent_step_is_not_reported_attached(void **state)
+{
+    struct env *e = *state;
+    struct smmu_txn_opts o = SMMU_TXN_OPTS_INIT;
+    struct smmu_result res;
+    char *before = sim_state(e->sim);
+    o.sysfs_root = fakesys_root(e->fs);
+    assert_int_equal(simh_fault(e->sim, "{\"kind\":\"stall\",\"command\":\"device_add\"}"), 0);
+    assert_int_equal(simh_fault(e->sim, "{\"kind\":\"fail\",\"command\":\"qom-list\",\"count\":100}"), 0);
+    smmu_txn_attach(&e->c, e->j, &e->f, e->p, &o, &res);
+    assert_int_equal(res.outcome, SMMU_OUTCOME_INCOMPLETE);
+    json_t *d = json_array_get(json_object_get(res.report, "devices"), 0);
+    assert_string_equal(json_string_value(json_object_get(d, "id")), DEVID);
+    assert_string_equal(json_string_value(json_object_get(d, "state")), "sent-no-reply");
+    smmu_result_fini(&res);
+    json_decref(simh_control(e->sim, "{\"cmd\":\"clear-faults\"}"));
+    recover_and_check(e, before);
+    free(before);
+}
+
 /* Detach, and the connection drops after QEMU executed device_del (no reply). The unplug completes while
  * smmuctl is away; the library reconnects. The device is gone: detach must say done (exit 0) and forget it,
  * not "failed" (exit 1: "none was removed") with the device still listed as attached in the journal. */
@@ -248,6 +271,27 @@ static int review_reconnect(qmp_client **c, void *payload, smmu_reconnect_done_f
     qmp_client_free(*c);
     *c = NULL;
     struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
+    o.connect_timeout_ms = 5000;
+    o.command_timeout_ms = 2000;
+    int r = rc ? qmp_client_new(c, e->base, &o) : -ENOMEM;
+    if (r == 0) {
+        rc->done = done;
+        rc->arg = arg;
+        r = qmp_client_connect(*c, simh_qmp_path(e->sim), review_connected, rc);
+    }
+    if (r < 0)
+        free(rc);
+    return r;
+}
+
+/* Reconnect at once (the device stays: nothing to wait for). */
+static int review_reconnect_now(qmp_client **c, void *payload, smmu_reconnect_done_fn done, void *arg)
+{
+    struct env *e = payload;
+    struct review_rc *rc = calloc(1, sizeof(*rc));
+    struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
+    qmp_client_free(*c);
+    *c = NULL;
     o.connect_timeout_ms = 5000;
     o.command_timeout_ms = 2000;
     int r = rc ? qmp_client_new(c, e->base, &o) : -ENOMEM;
@@ -294,6 +338,50 @@ static void test_detach_reply_lost_device_gone_is_done(void **state)
     json_t *j = journal_on_disk(e);
     assert_int_equal(json_array_size(json_object_get(j, "devices")), 0);
     assert_true(json_is_null(json_object_get(j, "txn")));
+    json_decref(j);
+}
+
+/* Detach, and the connection drops after QEMU executed device_del (no reply), while the guest holds the device
+ * (unplug pending in QEMU). The library reconnects and finds the device still there: DESIGN §5 says pending
+ * (QEMU may have started the unplug) — the journal keeps it for status — not failed (exit 1, "none removed"). */
+static void test_detach_reply_lost_device_present_is_pending(void **state)
+{
+    struct env *e = *state;
+    struct smmu_txn_opts o = SMMU_TXN_OPTS_INIT;
+    struct smmu_result res;
+    struct smmu_error err = SMMU_ERROR_INIT;
+    struct smmu_facts f;
+    const char *devs[] = {DEVID};
+    char unplug[128];
+    o.sysfs_root = fakesys_root(e->fs);
+    o.unplug_timeout_ms = 2000;
+    o.reconnect = review_reconnect_now;
+    o.reconnect_payload = e;
+    smmu_txn_attach(&e->c, e->j, &e->f, e->p, &o, &res);
+    if (res.outcome != SMMU_OUTCOME_DONE)
+        fail_msg("attach: %s", res.error.message);
+    smmu_result_fini(&res);
+    if (smmu_facts_gather(e->c, fakesys_root(e->fs), e->j, &f, &err) < 0)
+        fail_msg("facts: %s", err.message);
+    snprintf(unplug, sizeof(unplug), "{\"id\":\"%s\",\"mode\":\"never\"}", DEVID);
+    assert_int_equal(simh_unplug(e->sim, unplug), 0);
+    assert_int_equal(simh_fault(e->sim, "{\"kind\":\"close-after\",\"command\":\"device_del\"}"), 0);
+    smmu_txn_detach(&e->c, e->j, &f, devs, 1, &o, &res);
+    smmu_facts_free(&f);
+    json_t *d = simh_dump(e->sim);
+    assert_non_null(simh_dump_device(d, DEVID)); /* the guest holds it */
+    json_decref(d);
+    if (res.outcome != SMMU_OUTCOME_INCOMPLETE) {
+        char *t = json_dumps(res.report, JSON_COMPACT);
+        fail_msg("detach: outcome %d (want incomplete: pending): %s; report %s", res.outcome, res.error.message,
+                 t ? t : "");
+    }
+    json_t *rd = json_array_get(json_object_get(res.report, "devices"), 0);
+    assert_string_equal(json_string_value(json_object_get(rd, "outcome")), "pending");
+    smmu_result_fini(&res);
+    json_t *j = journal_on_disk(e);
+    json_t *jd = json_array_get(json_object_get(j, "devices"), 0);
+    assert_string_equal(json_string_value(json_object_get(jd, "state")), "unplug-pending");
     json_decref(j);
 }
 
@@ -498,7 +586,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lost_connection_without_reconnect_is_incomplete, env_setup,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_step_outcome_is_incomplete, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_sent_step_is_not_reported_attached, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_detach_reply_lost_device_gone_is_done, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_detach_reply_lost_device_present_is_pending, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_rollback_rerun_keeps_one_pending_entry, env_setup2, env_teardown),
         cmocka_unit_test_setup_teardown(test_recover_lost_midway_is_incomplete, env_setup2, env_teardown),
         cmocka_unit_test_setup_teardown(test_recover_finishing_pending_rollback_is_done, env_setup2, env_teardown),
