@@ -457,7 +457,7 @@ static void unplug_probed(struct smmu_txn *t, int found, const struct smmu_error
     if (found == 0) {
         u->out[u->probe] = TXN_DEL_DONE;
         smmu_error_clear(&u->errs[u->probe]);
-    } else if (found == 1) {
+    } else if (found == 1 && u->out[u->probe] == TXN_DEL_FAILED) {
         /* still there: QEMU may have started the unplug (DESIGN §5) — pending, not failed; the journal keeps it
          * and the next DEVICE_DELETED or `status` settles it */
         u->out[u->probe] = TXN_DEL_PENDING;
@@ -477,7 +477,10 @@ static void unplug_probe_next(struct smmu_txn *t, int r)
     (void)r;
     for (; u->probe < u->n && !t->lost; u->probe++) {
         char path[SMMU_PATH_LEN];
-        if (u->out[u->probe] != TXN_DEL_FAILED || u->errs[u->probe].code == -EIO)
+        /* failed without QEMU's answer, or pending while the connection broke (its DEVICE_DELETED may have been
+         * lost with it) */
+        bool unknown = u->out[u->probe] == TXN_DEL_FAILED && u->errs[u->probe].code != -EIO;
+        if (!unknown && !(u->lost && u->out[u->probe] == TXN_DEL_PENDING))
             continue;
         snprintf(path, sizeof(path), "/machine/peripheral/%s", u->devs[u->probe].id);
         txn_exists(t, path, unplug_probed);

@@ -536,6 +536,82 @@ static void test_detach_event_before_reply(void **state)
     free(after);
 }
 
+/* The detach fault matrix: QMP faults at device_del (of the second device) and at object-del, each kind. The
+ * detach says what it knows — exit 4 when a device or the iommufd object is not settled, 0 only when QEMU,
+ * asked, has nothing left — and status / detach of what is left (as a user would) then bring QEMU back to its
+ * state before the attach, with no transaction open. */
+static void test_detach_fault_matrix(void **state)
+{
+    static const char *const kinds[] = {"fail", "close-before", "close-after", "stall"};
+    static const char *const cmds[][3] = {{"device_del", "id", "hostdev-000a-01-00.0"},
+                                          {"object-del", "id", "iommufd0"}};
+    struct env *e = *state;
+    for (size_t c = 0; c < 2; c++) {
+        for (size_t f = 0; f < 4; f++) {
+            char what[256], fault[512];
+            snprintf(what, sizeof(what), "detach 2, %s at %s %s", kinds[f], cmds[c][0], cmds[c][2]);
+            snprintf(fault, sizeof(fault),
+                     "{\"kind\":\"%s\",\"command\":\"%s\",\"arg\":{\"%s\":\"%s\"},\"class\":\"GenericError\","
+                     "\"desc\":\"injected\"}", kinds[f], cmds[c][0], cmds[c][1], cmds[c][2]);
+            scenario_begin(e, 4, 2, (const char *[]){"--fault", fault, NULL});
+            char *before = sim_state(e->sim);
+            attach_all(e, 2);
+            struct smmu_run r;
+            smmuctl(e, &r, (const char *[]){"--json", "detach", "--unplug-timeout", "2", BDF[0], BDF[1], NULL});
+            if (r.status != 4 && r.status != 0)
+                fail_msg("%s: exit %d, want 4 (not everything settled) or 0\nstdout: %s\nstderr: %s", what,
+                         r.status, r.out, r.err);
+            if (r.status == 0) { /* done means done: QEMU asked, everything is gone */
+                char *now = sim_state(e->sim);
+                if (strcmp(before, now))
+                    fail_msg("%s: exit 0 but QEMU is not as before the attach:%s", what, state_diff(before, now));
+                free(now);
+            }
+            json_t *o = smmu_run_json(&r);
+            json_t *devs = json_object_get(o, "devices");
+            const char *first = json_string_value(json_object_get(json_array_get(devs, 0), "outcome")) ?: "";
+            /* its device_del was answered; its DEVICE_DELETED may have been lost with a broken connection */
+            if (!o || (strcmp(first, "done") && strcmp(first, "pending")))
+                fail_msg("%s: the first device is neither done nor pending: %s", what, r.out);
+            if (f == 0 && strcmp(json_string_value(json_object_get(json_object_get(o, "error"), "desc")) ?: "",
+                                 "injected"))
+                fail_msg("%s: QEMU's error not reported: %s", what, r.out);
+            json_decref(o);
+            smmu_run_free(&r);
+            /* what is left: status settles the iommufd object; a device still attached or pending is detached
+             * again */
+            smmuctl(e, &r, (const char *[]){"--json", "status", NULL});
+            o = smmu_run_json(&r);
+            smmu_run_free(&r);
+            const char *again[8] = {"detach", "--unplug-timeout", "2"};
+            size_t na = 3, i;
+            json_t *d;
+            json_array_foreach(json_object_get(o, "attached"), i, d)
+                again[na++] = json_string_value(json_object_get(d, "id"));
+            json_array_foreach(json_object_get(o, "pending"), i, d)
+                again[na++] = json_string_value(json_object_get(d, "id"));
+            again[na] = NULL;
+            if (na > 3) {
+                smmuctl(e, &r, again);
+                if (r.status != 0)
+                    fail_msg("%s: detach again: exit %d\n%s\n%s", what, r.status, r.out, r.err);
+                smmu_run_free(&r);
+            }
+            json_decref(o);
+            smmuctl(e, &r, (const char *[]){"status", NULL});
+            if (r.status != 0)
+                fail_msg("%s: status at the end: exit %d\n%s\n%s", what, r.status, r.out, r.err);
+            smmu_run_free(&r);
+            char *after = sim_state(e->sim);
+            if (strcmp(before, after))
+                fail_msg("%s: QEMU is not as before the attach:%s", what, state_diff(before, after));
+            assert_journal_closed(e, what);
+            free(before);
+            free(after);
+        }
+    }
+}
+
 /* Two attaches started together on one VM, many times: the journal lock serialises them; they never pick the
  * same root port, both succeed, and qmp-sim sees no violation. */
 static void test_concurrent_attaches(void **state)
@@ -594,6 +670,7 @@ int main(void)
         cmocka_unit_test(test_detach_pending_then_status),
         cmocka_unit_test(test_detach_refused),
         cmocka_unit_test(test_detach_event_before_reply),
+        cmocka_unit_test(test_detach_fault_matrix),
         cmocka_unit_test(test_concurrent_attaches),
     };
     return cmocka_run_group_tests(tests, env_setup, env_teardown);
