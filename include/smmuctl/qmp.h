@@ -98,6 +98,8 @@ void qmp_client_close(qmp_client *c);
 enum qmp_state qmp_client_state(const qmp_client *c);
 const struct qmp_greeting *qmp_client_greeting(const qmp_client *c);
 struct event_base *qmp_client_base(const qmp_client *c);
+/* The connected socket (for SO_PEERCRED and the like; borrowed: never close it), or -1 when not connected. */
+int qmp_client_socket_fd(const qmp_client *c);
 /* Number of calls awaiting a reply. */
 size_t qmp_client_pending(const qmp_client *c);
 
