@@ -8,17 +8,12 @@
 #define SMMUCTL_HOST_H
 
 #include <stdbool.h>
+#include "smmuctl/bdf.h"
 #include "smmuctl/error.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define SMMU_BDF_LEN 13 /* "dddd:bb:ss.f" */
-
-/* Parse "0009:01:00.0" or "01:00.0" (domain 0000), any hex case, into canonical lowercase
- * "dddd:bb:ss.f" (out has room for SMMU_BDF_LEN+1). -EINVAL with a message naming the input otherwise. */
-int smmu_bdf_parse(const char *in, char out[SMMU_BDF_LEN + 1], struct smmu_error *err);
 
 struct smmu_host_dev {
     char bdf[SMMU_BDF_LEN + 1];  /* canonical */

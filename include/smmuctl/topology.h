@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <jansson.h>
 #include "smmuctl/error.h"
-#include "smmuctl/host.h"
+#include "smmuctl/bdf.h"
 
 #ifdef __cplusplus
 extern "C" {

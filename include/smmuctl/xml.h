@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "smmuctl/error.h"
-#include "smmuctl/host.h"
+#include "smmuctl/bdf.h"
 
 #ifdef __cplusplus
 extern "C" {

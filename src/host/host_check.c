@@ -1,4 +1,5 @@
-/* host_check.c — is a device usable for VFIO passthrough? Pure: judges facts smmu_host_read gathered.
+/* host_check.c — is a device usable for VFIO passthrough? Pure: judges facts smmu_host_read gathered
+ * (it never reads sysfs itself; smmu_host_probe in host_read.c combines the two).
  *
  * smmuctl never rebinds host drivers (a wrong rebind can take the host's own NIC or disk away), so every
  * refusal says exactly how a person moves the device to vfio-pci themselves.
@@ -7,8 +8,6 @@
 
 #include <errno.h>
 #include <string.h>
-
-#define HOST_VFIO_DRIVER "vfio-pci"
 
 int smmu_host_check(const struct smmu_host_dev *dev, bool need_cdev, struct smmu_error *err)
 {
@@ -47,24 +46,4 @@ int smmu_host_check(const struct smmu_host_dev *dev, bool need_cdev, struct smmu
                               "cdev support (CONFIG_VFIO_DEVICE_CDEV), which fd passing needs; attach without "
                               "--fd-pass or use a kernel with it", b);
     return 0;
-}
-
-int smmu_host_probe(const char *sysfs_root, const char *bdf, bool need_cdev, struct smmu_host_dev *out,
-                    struct smmu_error *err)
-{
-    int r = smmu_host_read(sysfs_root, bdf, out, err);
-    if (r < 0)
-        return r;
-    return smmu_host_check(out, need_cdev, err);
-}
-
-bool smmu_host_driver_is_vfio(const char *driver)
-{
-    return driver && (!strcmp(driver, HOST_VFIO_DRIVER) || strstr(driver, "_vfio_pci") || strstr(driver, "-vfio-pci"));
-}
-
-bool smmu_host_driver_group_ok(const char *driver)
-{
-    return !driver || !*driver || smmu_host_driver_is_vfio(driver) || !strcmp(driver, "pci-stub") ||
-           !strcmp(driver, "pcieport");
 }

@@ -239,3 +239,12 @@ int smmu_host_read(const char *sysfs_root, const char *bdf, struct smmu_host_dev
         smmu_error_prefix(err, "%s", canon);
     return r;
 }
+
+int smmu_host_probe(const char *sysfs_root, const char *bdf, bool need_cdev, struct smmu_host_dev *out,
+                    struct smmu_error *err)
+{
+    int r = smmu_host_read(sysfs_root, bdf, out, err);
+    if (r < 0)
+        return r;
+    return smmu_host_check(out, need_cdev, err);
+}

@@ -3,7 +3,7 @@
  * Strict on purpose: the canonical form is what the kernel prints in sysfs and what QEMU's `host` takes, so
  * anything looser ("9:1:0.0") would only hide typos. Digit counts are fixed (4/2/2/1); slot ≤ 0x1f, function ≤ 7.
  */
-#include "smmuctl/host.h"
+#include "smmuctl/bdf.h"
 
 #include <ctype.h>
 #include <errno.h>
