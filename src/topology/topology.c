@@ -1,5 +1,5 @@
 /* topology.c — plain-data helpers over struct smmu_topology: free, lookups and the stable JSON form
- * (docs/topology-json.md). No QMP here: discovery lives in discover.c. */
+ * (docs/topology-json.md). No QMP here: discovery (src/vm/) fills it, the planner (src/plan/) reads it. */
 #include "smmuctl/topology.h"
 
 #include <stdlib.h>
