@@ -3,6 +3,7 @@
  * Contract (systemd/libgit2 style): functions return 0 (or a count) on success and a negative errno on
  * failure; when they fail and were given a `struct smmu_error *`, they fill it. The library never prints
  * and never exits: front-ends (CLI, daemon) turn errors into messages, exit codes and HTTP statuses.
+ * The helpers below never block and never allocate; err may be NULL everywhere.
  *
  *   -EIO        QEMU answered with an error: `qmp_class` / `qmp_desc` hold QEMU's class and desc.
  *   -ETIMEDOUT  a reply (or the greeting) did not come in time.

@@ -13,6 +13,10 @@
  *              "steps":[{"kind":"getfd"|"object-add"|"device_add"|"device_del"|"object-del"|"closefd",
  *                        "name","bdf","port","vsmmu","host_smmu","fd_path","args",
  *                        "state":"planned"|"sent"|"done"|"failed"|"undone"|"pending"}]}}
+ *
+ * Contracts: the journal blocks only on its small local file and on the lock (smmu_journal_open waits for the
+ * lock up to wait_ms; 0 tries once). The handle owns the document: accessors return borrowed references,
+ * valid until the next mutation or smmu_journal_close. Functions return 0 or a negative errno with err set.
  */
 #ifndef SMMUCTL_JOURNAL_H
 #define SMMUCTL_JOURNAL_H

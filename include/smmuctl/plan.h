@@ -2,6 +2,9 @@
  *
  * No I/O: (topology, host facts, bindings, booked ports, request) → a plan, or a refusal whose message a
  * person can act on. The same inputs always give the same plan.
+ *
+ * Contracts: nothing here blocks or does I/O. Inputs are borrowed for the call only; a plan returned through
+ * `struct smmu_plan **out` belongs to the caller (smmu_plan_free); JSON returned is a new reference.
  */
 #ifndef SMMUCTL_PLAN_H
 #define SMMUCTL_PLAN_H

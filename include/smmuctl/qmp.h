@@ -15,6 +15,11 @@
  * Every call gets exactly one callback, unless qmp_call() itself returned an error.
  *
  * Callbacks may free the client (qmp_client_free) or issue new calls; the client guards against reentrancy.
+ *
+ * Contracts: nothing here blocks or runs the event loop; every function returns at once (connect and calls
+ * report through their callbacks). Returned pointers (greeting, base) are borrowed from the client and live as
+ * long as it does. JSON handed to a callback is borrowed for the callback's duration; `args` given to
+ * qmp_call is stolen, also on failure.
  */
 #ifndef SMMUCTL_QMP_H
 #define SMMUCTL_QMP_H

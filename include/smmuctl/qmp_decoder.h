@@ -6,6 +6,7 @@
  * A frame over `max_size` bytes, a top-level value that is not an object, or a frame that does not parse
  * is a protocol error: feed() returns it, the decoder stays failed, and no memory beyond max_size+chunk
  * is ever held. No I/O, no event loop (hiredis style): the client and the simulator both use it.
+ * Contracts: nothing blocks; qmp_decoder_new returns 0 or -ENOMEM; the caller owns the decoder.
  */
 #ifndef SMMUCTL_QMP_DECODER_H
 #define SMMUCTL_QMP_DECODER_H

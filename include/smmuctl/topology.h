@@ -2,6 +2,9 @@
  *
  * Plain data, filled by smmu_vm_discover() (src/vm/) and read by the planner (src/plan/) and front-ends.
  * Strings are NUL-terminated and truncated safely; ids are QEMU device ids ("" for anonymous devices).
+ *
+ * Contracts: every function here is pure and never blocks. The caller owns the struct and its arrays (free
+ * them with smmu_topology_free); lookups return indices into those arrays, valid until it is freed.
  */
 #ifndef SMMUCTL_TOPOLOGY_H
 #define SMMUCTL_TOPOLOGY_H

@@ -12,6 +12,11 @@
  *
  * Safety: no DTD or DOCTYPE is accepted (so no external entities, no XXE, no entity expansion bombs), nothing
  * is fetched from the network, and libxml2 never prints: its errors become the smmu_error message.
+ *
+ * Contracts: smmu_xml_hostdevs parses memory (no I/O); smmu_xml_hostdevs_file reads one local file (blocks on
+ * that read only). Both return 0 with *out (caller frees with smmu_xml_hostdevs_free) and *n, or a negative
+ * errno (-EINVAL bad XML or content, with file:line; -EFBIG too large; the open/read errno for the file;
+ * -ENOMEM) and *out NULL.
  */
 #ifndef SMMUCTL_XML_H
 #define SMMUCTL_XML_H
