@@ -8,6 +8,20 @@
 #include <string.h>
 #include <unistd.h>
 
+void cli_escape(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    if (!len)
+        return;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 5 < len; p++) {
+        if (*p < 0x20 || *p == 0x7f) /* QEMU echoes what it was given: never let it drive the terminal */
+            o += (size_t)snprintf(out + o, len - o, *p == '\n' ? "\\n" : *p == '\t' ? "\\t" : "\\x%02x", *p);
+        else
+            out[o++] = (char)*p;
+    }
+    out[o] = 0;
+}
+
 int cli_timeout_ms(const struct cli *cli)
 {
     int ms = (int)(cli->timeout_s * 1000.0 + 0.5);
@@ -45,8 +59,8 @@ int cli_fail(struct cli *cli, const char *command, int exit_code, const struct s
     if (cli->json) {
         json_t *o = json_object();
         json_object_set_new(o, "ok", json_false());
-        if (command)
-            json_object_set_new(o, "command", json_string(command));
+        /* always present (null before a command is known): scripts read it from every object */
+        json_object_set_new(o, "command", command ? json_string(command) : json_null());
         json_object_set_new(o, "exit_code", json_integer(exit_code));
         if (extra) {
             json_object_update(o, extra);
@@ -56,8 +70,9 @@ int cli_fail(struct cli *cli, const char *command, int exit_code, const struct s
         cli_print_json(cli, o);
     } else {
         json_decref(extra);
-        fprintf(stderr, "smmuctl: %s%s%s\n", command ? command : "", command ? ": " : "",
-                e && e->message[0] ? e->message : "failed");
+        char msg[4 * sizeof(e->message)];
+        cli_escape(e && e->message[0] ? e->message : "failed", msg, sizeof(msg));
+        fprintf(stderr, "smmuctl: %s%s%s\n", command ? command : "", command ? ": " : "", msg);
     }
     return exit_code;
 }
@@ -149,7 +164,9 @@ int cli_vm_name(struct cli *cli, const char *command, char *out, size_t len)
     }
     struct qmp_addr a;
     char canon[512];
-    if (!cli->qmp_addr || qmp_addr_parse(cli->qmp_addr, &a, &e) < 0 || qmp_addr_canonical(&a, canon, sizeof(canon)) < 0)
+    if (cli->qmp_addr && *cli->qmp_addr && qmp_addr_parse(cli->qmp_addr, &a, &e) < 0)
+        return cli_fail(cli, command, EXIT_USAGE, &e, NULL); /* the parser says what is wrong with it */
+    if (!cli->qmp_addr || qmp_addr_canonical(&a, canon, sizeof(canon)) < 0)
         return cli_usage_error(cli, command, "cannot derive a VM name: give --vm NAME or a valid --qmp address");
     smmu_journal_name_from_addr(canon, out, len);
     return 0;
@@ -204,6 +221,11 @@ int cli_devices(struct cli *cli, const char *command, char ***out, size_t *n)
         return EXIT_FAILED;
     for (int i = 0; i < cli->nargs; i++) {
         const char *a = cli->args[i];
+        if (!a[0] || (a[0] == '@' && !a[1])) {
+            cli_devices_free(v);
+            return cli_usage_error(cli, command, "argument %d: empty device name (DEV is a PCI address like "
+                                   "0009:01:00.0, a QEMU id for detach, or @FILE)", i + 1);
+        }
         if (a[0] != '@') {
             if (cli_devices_push(&v, &count, a) < 0)
                 goto oom;

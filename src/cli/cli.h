@@ -64,6 +64,9 @@ void cli_debug(struct cli *cli, const char *fmt, ...) __attribute__((format(prin
 /* The JSON error member for e: {"code":"ETIMEDOUT","class":…,"desc":…,"step":…,"message":…}. */
 json_t *cli_error_json(const struct smmu_error *e);
 int cli_timeout_ms(const struct cli *cli);
+/* Copy `in` to out (len bytes) with control characters written as \\n, \\t, \\xNN: for texts from QEMU or the
+ * user printed on a terminal. */
+void cli_escape(const char *in, char *out, size_t len);
 
 /* The VM name: --vm, or derived from the canonical QMP address. 0 or an exit code (usage error printed). */
 int cli_vm_name(struct cli *cli, const char *command, char *out, size_t len);

@@ -29,9 +29,10 @@ int cmd_qmp(struct cli *cli)
     r = cli_call_wait(cli, cli->args[0], args, &ret, &e);
     if (r == -EIO) {
         json_t *extra = json_pack("{s:s}", "execute", cli->args[0]);
-        if (!cli->json)
-            fprintf(stderr, "smmuctl: qmp %s: QEMU error %s: %s\n", cli->args[0], e.qmp_class, e.qmp_desc);
         if (!cli->json) {
+            char desc[4 * sizeof(e.qmp_desc)];
+            cli_escape(e.qmp_desc, desc, sizeof(desc));
+            fprintf(stderr, "smmuctl: qmp %s: QEMU error %s: %s\n", cli->args[0], e.qmp_class, desc);
             json_decref(extra);
             return EXIT_FAILED;
         }

@@ -49,8 +49,11 @@ static int txn_finish(struct cli *cli, const char *command, const struct smmu_re
     } else {
         if (res->report)
             text(cli, res->report);
-        if (res->error.code && code != 0)
-            fprintf(stderr, "smmuctl: %s: %s\n", command, res->error.message);
+        if (res->error.code && code != 0) {
+            char msg[4 * sizeof(res->error.message)];
+            cli_escape(res->error.message, msg, sizeof(msg));
+            fprintf(stderr, "smmuctl: %s: %s\n", command, msg);
+        }
     }
     return code;
 }
@@ -238,9 +241,11 @@ static void detach_text(struct cli *cli, const json_t *rep)
     json_array_foreach(json_object_get(rep, "devices"), i, d) {
         const char *oc = json_string_value(json_object_get(d, "outcome"));
         const char *msg = json_string_value(json_object_get(d, "message"));
+        char esc[4096];
+        cli_escape(msg ? msg : "", esc, sizeof(esc));
         printf("%-24s %-14s %s%s%s\n", json_string_value(json_object_get(d, "id")),
                json_string_value(json_object_get(d, "bdf")), !strcmp(oc, "done") ? "detached" : oc,
-               msg ? ": " : "", msg ? msg : "");
+               msg ? ": " : "", esc);
     }
     json_t *fd = json_object_get(rep, "iommufd");
     const char *act = json_string_value(json_object_get(fd, "action"));

@@ -175,7 +175,7 @@ static int check_option_scope(struct cli *cli, int opt, const char *optname)
     return 0;
 }
 
-int main(int argc, char **argv)
+static int cli_main(int argc, char **argv)
 {
     struct cli cli = {0};
     int opt, r;
@@ -242,6 +242,8 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc) {
+        if (cli.json)
+            return cli_usage_error(&cli, NULL, "no command given (see smmuctl --help)");
         usage(stderr);
         return EXIT_USAGE;
     }
@@ -267,6 +269,12 @@ int main(int argc, char **argv)
         if ((r = check_option_scope(&cli, seen[i].opt, nm)) != 0)
             return r;
     }
+    if (cli.qmp_addr && *cli.qmp_addr) { /* a malformed address is a usage error with the parser's reason */
+        struct qmp_addr a;
+        struct smmu_error e = SMMU_ERROR_INIT;
+        if (qmp_addr_parse(cli.qmp_addr, &a, &e) < 0)
+            return cli_fail(&cli, cli.command, EXIT_USAGE, &e, NULL);
+    }
     if (cli.record_path) {
         cli.record = fopen(cli.record_path, "a");
         if (!cli.record)
@@ -282,5 +290,17 @@ int main(int argc, char **argv)
     event_base_free(cli.base);
     if (cli.record)
         fclose(cli.record);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    int r = cli_main(argc, argv);
+    /* What was printed must have arrived: a full disk or a closed pipe is a failure, not a silent success. */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "smmuctl: cannot write to standard output: %s\n", strerror(errno ? errno : EIO));
+        if (r == EXIT_DONE)
+            r = EXIT_FAILED;
+    }
     return r;
 }

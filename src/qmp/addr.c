@@ -42,8 +42,9 @@ int qmp_addr_parse(const char *s, struct qmp_addr *out, struct smmu_error *err)
     if (!*path)
         return smmu_error_set(err, -EINVAL, "bad QMP address '%s': empty socket path", s);
     if (strlen(path) >= sizeof(out->path))
-        return smmu_error_set(err, -EINVAL, "bad QMP address '%s': socket path longer than %zu bytes", s,
-                              sizeof(out->path) - 1);
+        return smmu_error_set(err, -EINVAL, "bad QMP address '%s': path too long for a unix socket (%zu "
+                              "bytes; at most %zu): use a shorter path or a symlink to its directory", s,
+                              strlen(path), sizeof(out->path) - 1);
     if (strchr(path, ',')) /* a QEMU-style "unix:/p,server=on" pasted from a command line */
         return smmu_error_set(err, -EINVAL, "bad QMP address '%s': give only the socket path (no ,options)", s);
     out->kind = QMP_ADDR_UNIX;

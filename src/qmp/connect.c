@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -227,6 +228,11 @@ int qmp_client_connect(qmp_client *c, const char *addr, qmp_state_cb cb, void *p
             if (en == ENOENT)
                 return connect_fail_later(c, -ENOENT, "cannot connect to QEMU at %s: no such socket (is the "
                                           "VM running with -qmp unix:%s,server=on?)", addr, a.path);
+            struct stat st;
+            if ((en == ECONNREFUSED || en == ENOTSOCK) && stat(a.path, &st) == 0 && !S_ISSOCK(st.st_mode))
+                return connect_fail_later(c, -ENOTSOCK, "cannot connect to QEMU at %s: not a socket (%s is a %s; "
+                                          "give the path of the VM's -qmp unix socket)", addr, a.path,
+                                          S_ISDIR(st.st_mode) ? "directory" : "regular file or device");
             if (en == ECONNREFUSED)
                 return connect_fail_later(c, -ECONNREFUSED, "cannot connect to QEMU at %s: connection refused "
                                           "(stale socket: QEMU is not running?)", addr);
