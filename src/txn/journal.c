@@ -110,6 +110,79 @@ static int journal_lock(smmu_journal *j, int wait_ms, struct smmu_error *err)
     return 0;
 }
 
+/* Is `v` (member `key` of an object) of the expected JSON type? Absent members are fine only when optional. */
+static bool journal_member_ok(json_t *obj, const char *key, json_type want, bool nullable, bool optional)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return optional;
+    if (nullable && json_is_null(v))
+        return true;
+    return json_typeof(v) == want || (want == JSON_TRUE && json_is_boolean(v));
+}
+
+/* The document's shape, as the code that reads it relies on (journal.h); a violation is corruption, exactly
+ * like a parse error: never guessed at, never rewritten. why = "" when the document is sound. */
+static void journal_check_schema(json_t *doc, char *why, size_t len)
+{
+    static const char *const dev_str[] = {"id", "bdf", "host_smmu", "vsmmu", "port", "state"};
+    static const char *const step_str[] = {"kind", "name", "state"};
+    json_t *v, *d, *txn, *s;
+    size_t i;
+    if (!json_is_object(doc)) {
+        snprintf(why, len, "not a JSON object");
+        return;
+    }
+    v = json_object_get(doc, "version");
+    if (!json_is_integer(v) || json_integer_value(v) != 1) {
+        snprintf(why, len, "not a version 1 journal: \"version\" is %s", !v ? "missing"
+                 : json_is_integer(v) ? "an unknown version" : "not a number");
+        return;
+    }
+    if (!journal_member_ok(doc, "devices", JSON_ARRAY, false, true)) {
+        snprintf(why, len, "\"devices\" is not an array");
+        return;
+    }
+    if (!journal_member_ok(doc, "iommufd", JSON_OBJECT, true, true) ||
+        (json_is_object(json_object_get(doc, "iommufd")) &&
+         !journal_member_ok(json_object_get(doc, "iommufd"), "id", JSON_STRING, false, false))) {
+        snprintf(why, len, "\"iommufd\" is not null or an object with a string \"id\"");
+        return;
+    }
+    json_array_foreach(json_object_get(doc, "devices"), i, d) {
+        if (!json_is_object(d)) {
+            snprintf(why, len, "devices[%zu] is not an object", i);
+            return;
+        }
+        for (size_t k = 0; k < sizeof(dev_str) / sizeof(dev_str[0]); k++)
+            if (!journal_member_ok(d, dev_str[k], JSON_STRING, false, k != 0)) {
+                snprintf(why, len, "devices[%zu].%s is %s", i, dev_str[k],
+                         json_object_get(d, dev_str[k]) ? "not a string" : "missing");
+                return;
+            }
+    }
+    txn = json_object_get(doc, "txn");
+    if (txn && !json_is_null(txn)) {
+        if (!json_is_object(txn) || !journal_member_ok(txn, "op", JSON_STRING, false, false) ||
+            !journal_member_ok(txn, "steps", JSON_ARRAY, false, false)) {
+            snprintf(why, len, "\"txn\" is not null or an object with a string \"op\" and a \"steps\" array");
+            return;
+        }
+        json_array_foreach(json_object_get(txn, "steps"), i, s) {
+            if (!json_is_object(s)) {
+                snprintf(why, len, "txn.steps[%zu] is not an object", i);
+                return;
+            }
+            for (size_t k = 0; k < sizeof(step_str) / sizeof(step_str[0]); k++)
+                if (!journal_member_ok(s, step_str[k], JSON_STRING, false, false)) {
+                    snprintf(why, len, "txn.steps[%zu].%s is %s", i, step_str[k],
+                             json_object_get(s, step_str[k]) ? "not a string" : "missing");
+                    return;
+                }
+        }
+    }
+}
+
 int smmu_journal_open(const char *state_dir, const char *vm, const char *qmp_canonical, int wait_ms,
                       smmu_journal **out, struct smmu_error *err)
 {
@@ -133,10 +206,14 @@ int smmu_journal_open(const char *state_dir, const char *vm, const char *qmp_can
         json_error_t je;
         j->doc = json_loadf(f, 0, &je);
         fclose(f);
-        if (!j->doc || !json_is_object(j->doc) || json_integer_value(json_object_get(j->doc, "version")) != 1) {
-            r = smmu_error_set(err, -EPROTO, "journal %s is corrupt (%s%s%d); it was left untouched: move it "
-                               "away after checking the VM by hand", j->path, j->doc ? "not a version 1 journal"
-                               : je.text, j->doc ? "" : " at line ", j->doc ? 0 : je.line);
+        char why[256] = "";
+        if (!j->doc)
+            snprintf(why, sizeof(why), "%s at line %d", je.text, je.line);
+        else
+            journal_check_schema(j->doc, why, sizeof(why));
+        if (why[0]) {
+            r = smmu_error_set(err, -EPROTO, "journal %s is corrupt (%s); it was left untouched: move it "
+                               "away after checking the VM by hand", j->path, why);
             smmu_journal_close(j);
             return r;
         }

@@ -111,6 +111,44 @@ static void test_corrupt(void **state)
     free(dir);
 }
 
+/* Schema violations are corruption like a parse error (issue 15.7): refused with the member named, the file
+ * left byte for byte as it was; the version message has no stray character. */
+static void test_schema_violations(void **state)
+{
+    (void)state;
+    char *dir = smmu_test_mkdtemp("journal");
+    char path[4200];
+    struct smmu_error e = SMMU_ERROR_INIT;
+    smmu_journal *j = NULL;
+    static const struct { const char *doc, *why; } bad[] = {
+        {"{\"version\":1,\"devices\":\"x\"}", "(\"devices\" is not an array)"},
+        {"{\"version\":1,\"devices\":[{\"id\":null,\"bdf\":\"0009:01:00.0\"}]}", "(devices[0].id is not a string)"},
+        {"{\"version\":1,\"devices\":[{\"bdf\":\"0009:01:00.0\"}]}", "(devices[0].id is missing)"},
+        {"{\"version\":1,\"devices\":[7]}", "(devices[0] is not an object)"},
+        {"{\"version\":1,\"devices\":[],\"iommufd\":\"iommufd0\"}", "\"iommufd\" is not null or an object"},
+        {"{\"version\":1,\"devices\":[],\"txn\":{\"op\":\"attach\",\"steps\":{}}}", "\"txn\" is not null"},
+        {"{\"version\":1,\"txn\":{\"op\":\"attach\",\"steps\":[{\"kind\":\"device_add\",\"name\":\"h\"}]}}",
+         "(txn.steps[0].state is missing)"},
+        {"{\"version\":3,\"devices\":[]}", "(not a version 1 journal: \"version\" is an unknown version);"},
+        {"{\"version\":\"1\",\"devices\":[]}", "(not a version 1 journal: \"version\" is not a number);"},
+        {"{\"devices\":[]}", "(not a version 1 journal: \"version\" is missing);"},
+    };
+    snprintf(path, sizeof(path), "%s/vm1.json", dir);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        FILE *f = fopen(path, "w");
+        fputs(bad[i].doc, f);
+        fclose(f);
+        assert_int_equal(smmu_journal_open(dir, "vm1", "", 100, &j, &e), -EPROTO);
+        if (!strstr(e.message, bad[i].why))
+            fail_msg("case %zu: '%s' does not contain '%s'", i, e.message, bad[i].why);
+        char *content = smmu_test_read_file(path, NULL);
+        assert_string_equal(content, bad[i].doc);
+        free(content);
+    }
+    smmu_test_rmtree(dir);
+    free(dir);
+}
+
 /* Two processes: the second waits for the lock, then gets EBUSY naming the holder's pid. */
 static void test_lock(void **state)
 {
@@ -161,6 +199,7 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_corrupt),
+        cmocka_unit_test(test_schema_violations),
         cmocka_unit_test(test_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
