@@ -47,7 +47,8 @@ void smmu_journal_close(smmu_journal *j);
 /* The document (borrowed; mutate it, then save). */
 json_t *smmu_journal_doc(smmu_journal *j);
 const char *smmu_journal_path(const smmu_journal *j);
-/* Atomically replace the file with the document. */
+/* Atomically replace the file with the document — unless the file already holds exactly this document (as
+ * loaded or last saved): then nothing is written, so a journal that never held anything is never created. */
 int smmu_journal_save(smmu_journal *j, struct smmu_error *err);
 
 /* Convenience accessors on the document. */

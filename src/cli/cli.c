@@ -190,8 +190,19 @@ int cli_open_journal(struct cli *cli, const char *command, bool must_exist, smmu
     }
     r = smmu_journal_open(cli->state_dir, vm, canon, 60000, out, &e);
     if (r < 0)
-        return cli_fail(cli, command, r == -EBUSY ? EXIT_USAGE : EXIT_FAILED, &e, NULL);
+        return cli_fail_journal(cli, command, &e);
     return 0;
+}
+
+int cli_fail_journal(struct cli *cli, const char *command, const struct smmu_error *e)
+{
+    struct smmu_error h = *e;
+    /* busy (another smmuctl) and corrupt (the message says what to do) are clear as they are; anything
+     * else is the state dir itself: say how to choose another */
+    if (e->code != -EBUSY && e->code != -EPROTO)
+        smmu_error_prefix(&h, "state dir %s unusable (%s; choose another with --state-dir DIR or "
+                          "SMMUCTL_STATE_DIR)", cli->state_dir, smmu_errno_name(e->code));
+    return cli_fail(cli, command, EXIT_USAGE, &h, NULL);
 }
 
 static int cli_devices_push(char ***v, size_t *n, const char *s)

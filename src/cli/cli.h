@@ -73,6 +73,8 @@ int cli_vm_name(struct cli *cli, const char *command, char *out, size_t len);
 /* Open (and lock) the VM's journal under --state-dir. With must_exist and no journal file, *out = NULL
  * and 0 is returned (read-only commands do not create state). Errors are printed; returns an exit code. */
 int cli_open_journal(struct cli *cli, const char *command, bool must_exist, smmu_journal **out);
+/* Report a journal that could not be opened (busy, corrupt, unusable state dir): exit 2, nothing was sent. */
+int cli_fail_journal(struct cli *cli, const char *command, const struct smmu_error *e);
 
 /* Expand the command's DEV arguments: PCI addresses as given, and @FILE (libvirt XML with <hostdev>
  * elements) into their host addresses. *out is a NULL-terminated array (free with cli_devices_free).

@@ -91,9 +91,8 @@ static void txn_cli_done(smmu_vm *vm, const struct smmu_reply *rep, void *payloa
         run->code = cli_fail(cli, command, rep->error.code == -EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE,
                              &rep->error, NULL);
         break;
-    case SMMU_STAGE_JOURNAL:
-        run->code = cli_fail(cli, command, rep->error.code == -EBUSY ? EXIT_USAGE : EXIT_FAILED, &rep->error,
-                             NULL);
+    case SMMU_STAGE_JOURNAL: /* nothing was sent: a busy VM, a corrupt journal or an unusable state dir */
+        run->code = cli_fail_journal(cli, command, &rep->error);
         break;
     case SMMU_STAGE_FACTS:
         run->code = cli_fail(cli, command, EXIT_UNREACHABLE, &rep->error, NULL); /* nothing changed yet */
@@ -285,6 +284,17 @@ static void status_text(struct cli *cli, const json_t *rep)
         printf("  %-24s %-14s on %-10s behind %s (host SMMU %s)\n", json_string_value(json_object_get(d, "id")),
                json_string_value(json_object_get(d, "bdf")), json_string_value(json_object_get(d, "port")),
                json_string_value(json_object_get(d, "vsmmu")), json_string_value(json_object_get(d, "host_smmu")));
+    json_t *unk = json_object_get(rep, "unknown");
+    if (json_array_size(unk) > 0) {
+        printf("vfio-pci devices in QEMU that smmuctl did not attach (%zu):\n", json_array_size(unk));
+        json_array_foreach(unk, i, d) {
+            const char *bdf = json_string_value(json_object_get(d, "bdf"));
+            const char *port = json_string_value(json_object_get(d, "port"));
+            printf("  %-24s %-14s on %-10s %s\n", json_string_value(json_object_get(d, "id")),
+                   bdf && *bdf ? bdf : "(fd-passed)", port && *port ? port : "?",
+                   json_is_true(json_object_get(d, "hotplugged")) ? "hot-plugged" : "cold-plugged");
+        }
+    }
     printf("pending unplugs (%zu):\n", json_array_size(pen));
     json_array_foreach(pen, i, d)
         printf("  %-24s %-14s waiting for the guest to release it (DEVICE_DELETED)\n",

@@ -19,6 +19,7 @@ struct smmu_journal {
     char lock_path[4096];
     int lock_fd;
     json_t *doc;
+    char *saved; /* the text the file holds (as loaded or last written), NULL if unknown */
 };
 
 int smmu_journal_check_name(const char *vm, struct smmu_error *err)
@@ -217,13 +218,16 @@ int smmu_journal_open(const char *state_dir, const char *vm, const char *qmp_can
             smmu_journal_close(j);
             return r;
         }
+        j->saved = json_dumps(j->doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER); /* as save would write it */
     } else if (errno != ENOENT) {
         r = smmu_error_set(err, -errno, "cannot read journal %s: %s", j->path, strerror(errno));
         smmu_journal_close(j);
         return r;
     } else {
+        /* no file yet: nothing is written until the document holds something (journal.h) */
         j->doc = json_pack("{s:i,s:s,s:s,s:n,s:[],s:n}", "version", 1, "vm", vm, "qmp",
                            qmp_canonical ? qmp_canonical : "", "iommufd", "devices", "txn");
+        j->saved = json_dumps(j->doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
     }
     *out = j;
     return 0;
@@ -236,6 +240,7 @@ void smmu_journal_close(smmu_journal *j)
     if (j->lock_fd >= 0)
         close(j->lock_fd); /* releases the flock */
     json_decref(j->doc);
+    free(j->saved);
     free(j);
 }
 
@@ -257,6 +262,12 @@ int smmu_journal_save(smmu_journal *j, struct smmu_error *err)
     size_t len, off = 0;
     if (!text)
         return smmu_error_set(err, -ENOMEM, "journal: out of memory");
+    if (j->saved && !strcmp(j->saved, text)) { /* what the file already holds: no write, no fsync, and a */
+        free(text);                            /* read-only command leaves no journal behind */
+        return 0;
+    }
+    free(j->saved);
+    j->saved = NULL; /* unknown until this write has landed */
     len = strlen(text);
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", j->path, (int)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -277,17 +288,18 @@ int smmu_journal_save(smmu_journal *j, struct smmu_error *err)
         }
         off += (size_t)n;
     }
-    free(text);
     if (write(fd, "\n", 1) != 1 || fsync(fd) < 0) {
         int e = errno;
         close(fd);
         unlink(tmp);
+        free(text);
         return smmu_error_set(err, -e, "cannot sync journal %s: %s", tmp, strerror(e));
     }
     close(fd);
     if (rename(tmp, j->path) < 0) {
         int e = errno;
         unlink(tmp);
+        free(text);
         return smmu_error_set(err, -e, "cannot replace journal %s: %s", j->path, strerror(e));
     }
     dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -295,6 +307,7 @@ int smmu_journal_save(smmu_journal *j, struct smmu_error *err)
         fsync(dfd);
         close(dfd);
     }
+    j->saved = text;
     return 0;
 }
 

@@ -96,6 +96,24 @@ static void status_rolled_back(struct smmu_txn *t, enum smmu_outcome o)
 
 /* ---- the journal vs QEMU ---- */
 
+/* QEMU is the truth: the vfio-pci devices it has that the journal does not know (cold-plugged, plugged by
+ * hand or by another tool), so `status` never says "nothing attached" while QEMU holds devices. */
+static json_t *status_unknown(struct smmu_txn *t)
+{
+    json_t *out = json_array();
+    for (size_t i = 0; t->f && i < t->f->topo.n_vfio; i++) {
+        const struct smmu_vfio_dev *d = &t->f->topo.vfio[i];
+        if (d->id[0] && smmu_journal_find_device(t->j, d->id))
+            continue;
+        const struct smmu_rootport *p = d->rootport >= 0 ? &t->f->topo.ports[d->rootport] : NULL;
+        const char *vs = p && p->vsmmu >= 0 ? t->f->topo.vsmmus[p->vsmmu].id : "";
+        json_array_append_new(out, json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "id", d->id[0] ? d->id : d->path,
+                                             "bdf", d->host, "port", p ? p->id : "", "vsmmu", vs, "iommufd",
+                                             d->iommufd, "hotplugged", d->hotplugged));
+    }
+    return out;
+}
+
 static void status_end(struct smmu_txn *t)
 {
     struct smmu_result *res = t->res;
@@ -108,9 +126,9 @@ static void status_end(struct smmu_txn *t)
                     : (txn || json_array_size(t->st_pending) > 0) ? SMMU_OUTCOME_INCOMPLETE : SMMU_OUTCOME_DONE);
     if (t->lost && !res->error.code)
         smmu_error_set(&res->error, -ENOTCONN, "QEMU became unreachable");
-    res->report = json_pack("{s:O,s:O,s:O,s:O,s:o,s:O,s:O}", "attached", t->st_attached, "pending",
-                            t->st_pending, "finished", t->finished_ids, "vanished", t->st_vanished, "interrupted",
-                            interrupted, "iommufd",
+    res->report = json_pack("{s:O,s:O,s:o,s:O,s:O,s:o,s:O,s:O}", "attached", t->st_attached, "pending",
+                            t->st_pending, "unknown", status_unknown(t), "finished", t->finished_ids, "vanished",
+                            t->st_vanished, "interrupted", interrupted, "iommufd",
                             json_object_get(doc, "iommufd") ? json_object_get(doc, "iommufd") : json_null(),
                             "recovered", t->recovered);
     txn_finish(t);

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* error.c — struct smmu_error helpers. */
 #include "smmuctl/error.h"
 
@@ -78,6 +79,9 @@ const char *smmu_errno_name(int code)
     case ECANCELED: return "ECANCELED";
     case EINPROGRESS: return "EINPROGRESS";
     case EPERM: return "EPERM";
-    default: return "ERROR";
+    default: {
+        const char *n = code < 0 ? strerrorname_np(-code) : NULL; /* glibc ≥ 2.32: ENOTDIR, EROFS, … */
+        return n ? n : "ERROR";
+    }
     }
 }
