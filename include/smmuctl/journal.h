@@ -51,6 +51,9 @@ const char *smmu_journal_path(const smmu_journal *j);
  * loaded or last saved): then nothing is written, so a journal that never held anything is never created. */
 int smmu_journal_save(smmu_journal *j, struct smmu_error *err);
 
+/* Journal files written and fsync calls made (file + directory) since open, for benchmarks. */
+void smmu_journal_counters(const smmu_journal *j, unsigned long *writes, unsigned long *fsyncs);
+
 /* Convenience accessors on the document. */
 json_t *smmu_journal_devices(smmu_journal *j);     /* the "devices" array (created if missing) */
 json_t *smmu_journal_txn(smmu_journal *j);         /* the open transaction or NULL */

@@ -382,9 +382,10 @@ static void attach_sent(struct smmu_txn *t, int r, const struct smmu_error *e)
     if (r == 0) {
         txn_step_state(step, SMMU_STEP_DONE);
         t->k++;
-        /* "done" is written with the next step's "sent" (one atomic write), unless this was the last step,
-         * a cancel stops here, or the bench asks for today's write per state */
-        if (t->opts.fsync_each_state || t->k == t->n || t->cancelled)
+        /* "done" is written with the next step's "sent" (one atomic write) — the last step's with the commit —
+         * unless a cancel stops here or the bench asks for a write per state (before issue 9). A crash before
+         * that write leaves the step "sent": recover asks QEMU, as for any unanswered step. */
+        if (t->opts.fsync_each_state || t->cancelled)
             txn_save(t);
         attach_next(t);
         return;

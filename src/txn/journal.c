@@ -20,6 +20,7 @@ struct smmu_journal {
     int lock_fd;
     json_t *doc;
     char *saved; /* the text the file holds (as loaded or last written), NULL if unknown */
+    unsigned long writes, fsyncs; /* smmu_journal_counters */
 };
 
 int smmu_journal_check_name(const char *vm, struct smmu_error *err)
@@ -288,6 +289,8 @@ int smmu_journal_save(smmu_journal *j, struct smmu_error *err)
         }
         off += (size_t)n;
     }
+    j->writes++;
+    j->fsyncs++;
     if (write(fd, "\n", 1) != 1 || fsync(fd) < 0) {
         int e = errno;
         close(fd);
@@ -305,10 +308,17 @@ int smmu_journal_save(smmu_journal *j, struct smmu_error *err)
     dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);
+        j->fsyncs++;
         close(dfd);
     }
     j->saved = text;
     return 0;
+}
+
+void smmu_journal_counters(const smmu_journal *j, unsigned long *writes, unsigned long *fsyncs)
+{
+    *writes = j->writes;
+    *fsyncs = j->fsyncs;
 }
 
 json_t *smmu_journal_devices(smmu_journal *j)
