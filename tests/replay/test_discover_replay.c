@@ -28,40 +28,17 @@
 #include "replay/replay_proc.h"
 #include "replay/replay_server.h"
 #include "support/fakesys.h"
+#include "support/json_expect.h"
+#include "support/replay_rig.h"
 #include "support/runcli.h"
 #include "support/testutil.h"
 
-#define PUMP_MS 5000
 #define RUN_MS 20000
 #define S1 "smmu3.0x0000000016000000"
 #define S2 "smmu3.0x0000000018000000"
 #define A64 "discover-a64-qemu11.txt"
 #define Q35 "discover-x86-q35-qemu11.txt"
 #define ACCEL "discover-syn-accel-vfio.txt"
-
-/* Expected JSON written with ' for " (readable in C). */
-static json_t *J(const char *text)
-{
-    char *s = strdup(text);
-    json_error_t je;
-    for (char *p = s; *p; p++)
-        if (*p == '\'')
-            *p = '"';
-    json_t *v = json_loads(s, 0, &je);
-    if (!v)
-        fail_msg("bad expected JSON (%s at %d): %s", je.text, je.column, s);
-    free(s);
-    return v;
-}
-
-static void assert_json_eq(json_t *expected, json_t *actual)
-{
-    if (!json_equal(expected, actual)) {
-        char *e = json_dumps(expected, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-        char *a = json_dumps(actual, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-        fail_msg("JSON differs.\nexpected: %s\nactual:   %s", e, a);
-    }
-}
 
 static void assert_has(const char *text, const char *needle)
 {
@@ -101,48 +78,14 @@ static const char *Q35_TOPO =
 
 /* ---- in-process: smmu_vm_discover on the recorded sessions ---- */
 
-struct rig {
-    struct event_base *base;
-    qmp_client *c;
-    struct replay_server *s;
-    bool done;
-    int err;
-};
-
-static void rig_state_cb(qmp_client *c, int err, const struct smmu_error *e, void *payload)
-{
-    struct rig *r = payload;
-    (void)c;
-    (void)e;
-    if (!r->done) {
-        r->done = true;
-        r->err = err;
-    }
-}
-
 static void discover_fixture(const char *name, struct smmu_topology *t)
 {
-    struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
     struct smmu_error err = SMMU_ERROR_INIT;
-    struct rig r = {0};
-    char path[512];
-    int fd;
-    o.negotiate_oob = true; /* as the CLI, which made the recording */
-    snprintf(path, sizeof(path), "%s/%s", SMMU_FIXTURES_DIR, name);
-    if (replay_server_start_opts(&r.s, path, NULL, &fd, NULL, &err) < 0)
-        fail_msg("%s", err.message);
-    assert_non_null(r.base = event_base_new());
-    assert_int_equal(qmp_client_new(&r.c, r.base, &o), 0);
-    assert_int_equal(qmp_client_connect_fd(r.c, fd, rig_state_cb, &r), 0);
-    assert_int_equal(qmp_pump_until(r.base, &r.done, PUMP_MS), 0);
-    assert_int_equal(r.err, 0);
+    struct replay_rig r;
+    replay_rig_start(&r, name, 0);
     if (smmu_vm_discover(r.c, t, &err) < 0)
         fail_msg("%s: %s", name, err.message);
-    qmp_client_free(r.c);
-    if (replay_server_wait(r.s, PUMP_MS) != 0)
-        fail_msg("%s", replay_server_report(r.s));
-    replay_server_free(r.s);
-    event_base_free(r.base);
+    replay_rig_finish(&r);
 }
 
 static void test_recorded_a64(void **state)
@@ -150,8 +93,8 @@ static void test_recorded_a64(void **state)
     struct smmu_topology t;
     (void)state;
     discover_fixture(A64, &t);
-    json_t *exp = J(A64_TOPO), *got = smmu_topology_to_json(&t);
-    assert_json_eq(exp, got);
+    json_t *exp = smmu_test_json(A64_TOPO), *got = smmu_topology_to_json(&t);
+    smmu_test_assert_json_eq(exp, got);
     json_decref(exp);
     json_decref(got);
     assert_true(t.has_qom_list_get);
@@ -169,8 +112,8 @@ static void test_recorded_q35(void **state)
     struct smmu_topology t;
     (void)state;
     discover_fixture(Q35, &t);
-    json_t *exp = J(Q35_TOPO), *got = smmu_topology_to_json(&t);
-    assert_json_eq(exp, got);
+    json_t *exp = smmu_test_json(Q35_TOPO), *got = smmu_topology_to_json(&t);
+    smmu_test_assert_json_eq(exp, got);
     json_decref(exp);
     json_decref(got);
     smmu_topology_free(&t);
@@ -257,11 +200,11 @@ static void test_cli_topology_json(void **state)
     (void)state;
     cli_start(&c, A64);
     cli_run(&c, &r, (const char *[]){"--json", "topology", NULL});
-    json_t *o = run_json(&r, 0), *exp = J(A64_TOPO);
-    json_t *want = J("{'ok':true,'command':'topology'}");
+    json_t *o = run_json(&r, 0), *exp = smmu_test_json(A64_TOPO);
+    json_t *want = smmu_test_json("{'ok':true,'command':'topology'}");
     json_object_update(want, exp);
     json_object_set_new(want, "warnings", json_array());
-    assert_json_eq(want, o);
+    smmu_test_assert_json_eq(want, o);
     /* one line, members in the documented order */
     assert_int_equal(strchr(r.out, '\n') - r.out + 1, (long)strlen(r.out));
     assert_int_equal(strncmp(r.out, "{\"ok\":true,\"command\":\"topology\",\"qemu\":", 39), 0);
@@ -363,8 +306,8 @@ static void test_cli_plan_json(void **state)
     (void)state;
     cli_start(&c, A64);
     cli_run(&c, &r, (const char *[]){"--json", "plan", "0009:01:00.0", "000a:01:00.0", "0009:01:00.1", NULL});
-    json_t *o = run_json(&r, 0), *exp = J(A64_PLAN);
-    assert_json_eq(exp, o);
+    json_t *o = run_json(&r, 0), *exp = smmu_test_json(A64_PLAN);
+    smmu_test_assert_json_eq(exp, o);
     json_decref(o);
     json_decref(exp);
     smmu_run_free(&r);
@@ -445,8 +388,8 @@ static void test_cli_plan_xml(void **state)
     fclose(f);
     snprintf(arg, sizeof(arg), "@%s", xml);
     cli_run(&c, &r, (const char *[]){"--json", "plan", arg, "0009:01:00.1", NULL});
-    json_t *o = run_json(&r, 0), *exp = J(A64_PLAN);
-    assert_json_eq(exp, o);
+    json_t *o = run_json(&r, 0), *exp = smmu_test_json(A64_PLAN);
+    smmu_test_assert_json_eq(exp, o);
     json_decref(o);
     json_decref(exp);
     smmu_run_free(&r);

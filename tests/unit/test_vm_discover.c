@@ -26,82 +26,11 @@
 #include "smmuctl/vm.h"
 #include "replay/replay_server.h"
 #include "support/fakesys.h"
+#include "support/json_expect.h"
+#include "support/replay_rig.h"
 
 #define PUMP_MS 5000
 #define S1 "smmu3.0x0000000016000000"
-
-struct rig {
-    struct event_base *base;
-    qmp_client *c;
-    struct replay_server *s;
-    char fixture[512];
-    bool state_done;
-    int state_err;
-    struct smmu_error state_e;
-};
-
-static void rig_state_cb(qmp_client *c, int err, const struct smmu_error *e, void *payload)
-{
-    struct rig *r = payload;
-    (void)c;
-    if (r->state_done)
-        return; /* later disconnects */
-    r->state_done = true;
-    r->state_err = err;
-    smmu_error_copy(&r->state_e, e);
-}
-
-/* Serve the fixture on a socketpair and connect smmuctl's client to it, as the CLI does (oob negotiated). */
-static void rig_start(struct rig *r, const char *name)
-{
-    struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
-    struct smmu_error err = SMMU_ERROR_INIT;
-    int fd;
-    memset(r, 0, sizeof(*r));
-    o.negotiate_oob = true;
-    o.command_timeout_ms = PUMP_MS;
-    snprintf(r->fixture, sizeof(r->fixture), "%s/%s", SMMU_FIXTURES_DIR, name);
-    if (replay_server_start_opts(&r->s, r->fixture, NULL, &fd, NULL, &err) < 0)
-        fail_msg("%s", err.message);
-    assert_non_null(r->base = event_base_new());
-    assert_int_equal(qmp_client_new(&r->c, r->base, &o), 0);
-    assert_int_equal(qmp_client_connect_fd(r->c, fd, rig_state_cb, r), 0);
-    if (qmp_pump_until(r->base, &r->state_done, PUMP_MS) < 0 || r->state_err)
-        fail_msg("%s: connect failed: %s", name, r->state_e.message);
-}
-
-static void rig_finish(struct rig *r)
-{
-    qmp_client_free(r->c);
-    if (replay_server_wait(r->s, PUMP_MS) != 0)
-        fail_msg("%s: the client did not play the fixture exactly:\n%s", r->fixture, replay_server_report(r->s));
-    replay_server_free(r->s);
-    event_base_free(r->base);
-}
-
-/* Expected JSON written with ' for " (readable in C). */
-static json_t *J(const char *text)
-{
-    char *s = strdup(text);
-    json_error_t je;
-    for (char *p = s; *p; p++)
-        if (*p == '\'')
-            *p = '"';
-    json_t *v = json_loads(s, 0, &je);
-    if (!v)
-        fail_msg("bad expected JSON (%s at %d): %s", je.text, je.column, s);
-    free(s);
-    return v;
-}
-
-static void assert_json_eq(json_t *expected, json_t *actual)
-{
-    if (!json_equal(expected, actual)) {
-        char *e = json_dumps(expected, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-        char *a = json_dumps(actual, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-        fail_msg("JSON differs.\nexpected: %s\nactual:   %s", e, a);
-    }
-}
 
 static void assert_contains(const char *hay, const char *needle)
 {
@@ -132,17 +61,17 @@ static const char *ACCEL_JSON =
 
 static void test_accel_and_vfio(void **state)
 {
-    struct rig r;
+    struct replay_rig r;
     struct smmu_topology t;
     struct smmu_error err = SMMU_ERROR_INIT;
     (void)state;
-    rig_start(&r, "discover-syn-accel-vfio.txt");
+    replay_rig_start(&r, "discover-syn-accel-vfio.txt", PUMP_MS);
     if (smmu_vm_discover(r.c, &t, &err) < 0)
         fail_msg("discover: %s", err.message);
-    rig_finish(&r);
+    replay_rig_finish(&r);
 
-    json_t *exp = J(ACCEL_JSON), *got = smmu_topology_to_json(&t);
-    assert_json_eq(exp, got);
+    json_t *exp = smmu_test_json(ACCEL_JSON), *got = smmu_topology_to_json(&t);
+    smmu_test_assert_json_eq(exp, got);
     json_decref(exp);
     json_decref(got);
     /* what the JSON does not show */
@@ -160,17 +89,17 @@ static void test_accel_and_vfio(void **state)
 /* The cold-plugged vfio-pci's host, read in sysfs, binds its vSMMU (DESIGN §4 rule 1). */
 static void test_facts_bind_from_vfio_host(void **state)
 {
-    struct rig r;
+    struct replay_rig r;
     struct smmu_facts f;
     struct smmu_error err = SMMU_ERROR_INIT;
     struct fakesys *fs = fakesys_new(NULL);
     (void)state;
     fakesys_add_dev(fs, &(struct fakesys_dev){.bdf = "0009:01:00.0", .smmu = S1, .driver = "vfio-pci", .group = "12",
                                               .cdev = "vfio3", .numa_node = "0"});
-    rig_start(&r, "discover-syn-accel-vfio.txt");
+    replay_rig_start(&r, "discover-syn-accel-vfio.txt", PUMP_MS);
     if (smmu_facts_gather(r.c, fakesys_root(fs), NULL, &f, &err) < 0)
         fail_msg("gather: %s", err.message);
-    rig_finish(&r);
+    replay_rig_finish(&r);
     assert_string_equal(f.topo.vsmmus[0].bound_smmu, S1);
     /* fd-passed device and no journal: its host SMMU is unknown, so the vSMMU is not free for anyone */
     assert_string_equal(f.topo.vsmmus[1].bound_smmu, "unknown (fd-passed vfio-pci /machine/peripheral-anon/device[0])");
@@ -198,16 +127,16 @@ static const char *QEMU10_JSON =
 
 static void test_qemu10_fallback(void **state)
 {
-    struct rig r;
+    struct replay_rig r;
     struct smmu_topology t;
     struct smmu_error err = SMMU_ERROR_INIT;
     (void)state;
-    rig_start(&r, "discover-syn-qemu10-no-qom-list-get.txt");
+    replay_rig_start(&r, "discover-syn-qemu10-no-qom-list-get.txt", PUMP_MS);
     if (smmu_vm_discover(r.c, &t, &err) < 0)
         fail_msg("discover: %s", err.message);
-    rig_finish(&r);
-    json_t *exp = J(QEMU10_JSON), *got = smmu_topology_to_json(&t);
-    assert_json_eq(exp, got);
+    replay_rig_finish(&r);
+    json_t *exp = smmu_test_json(QEMU10_JSON), *got = smmu_topology_to_json(&t);
+    smmu_test_assert_json_eq(exp, got);
     json_decref(exp);
     json_decref(got);
     assert_false(t.has_qom_list_get);
@@ -250,10 +179,10 @@ static void test_bad_replies(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sizeof(BAD) / sizeof(BAD[0]); i++) {
-        struct rig r;
+        struct replay_rig r;
         struct smmu_topology t;
         struct smmu_error err = SMMU_ERROR_INIT;
-        rig_start(&r, BAD[i].fixture);
+        replay_rig_start(&r, BAD[i].fixture, PUMP_MS);
         int rc = smmu_vm_discover(r.c, &t, &err);
         if (rc != BAD[i].code)
             fail_msg("%s: expected %d, got %d (%s)", BAD[i].fixture, BAD[i].code, rc, err.message);
@@ -264,7 +193,7 @@ static void test_bad_replies(void **state)
         assert_null(t.vsmmus);
         assert_null(t.ports);
         assert_int_equal(t.n_ports, 0);
-        rig_finish(&r);
+        replay_rig_finish(&r);
     }
 }
 
@@ -272,17 +201,17 @@ static void test_bad_replies(void **state)
 
 static void test_qom_exists(void **state)
 {
-    struct rig r;
+    struct replay_rig r;
     struct smmu_error err = SMMU_ERROR_INIT;
     (void)state;
-    rig_start(&r, "discover-syn-qom-exists.txt");
+    replay_rig_start(&r, "discover-syn-qom-exists.txt", PUMP_MS);
     assert_int_equal(smmu_vm_qom_exists(r.c, "/objects/iommufd0", &err), 1);
     assert_int_equal(smmu_vm_qom_exists(r.c, "/machine/peripheral/hostdev-0009-01-00.0", &err), 0);
     assert_int_equal(smmu_vm_qom_exists(r.c, "/nope/x", &err), -EIO);
     assert_string_equal(err.qmp_class, "DeviceNotFound");
     assert_int_equal(smmu_vm_qom_exists(r.c, "/objects/iommufd0", &err), -EPROTO);
     assert_contains(err.message, "qom-list /objects: the reply is not an array");
-    rig_finish(&r);
+    replay_rig_finish(&r);
 }
 
 /* ---- smmu_vm_prop ---- */
@@ -290,11 +219,11 @@ static void test_qom_exists(void **state)
 static void test_vm_prop(void **state)
 {
     (void)state;
-    json_t *e = J("{'properties':[{'name':'chassis','value':3,'type':'uint8'},{'name':'fd','type':'str'}]}");
+    json_t *e = smmu_test_json("{'properties':[{'name':'chassis','value':3,'type':'uint8'},{'name':'fd','type':'str'}]}");
     assert_int_equal(json_integer_value(smmu_vm_prop(e, "chassis")), 3);
     assert_null(smmu_vm_prop(e, "fd"));    /* listed without a value (write-only) */
     assert_null(smmu_vm_prop(e, "port"));  /* absent */
-    json_t *bad = J("{'properties':{}}");
+    json_t *bad = smmu_test_json("{'properties':{}}");
     assert_null(smmu_vm_prop(bad, "chassis"));
     assert_null(smmu_vm_prop(NULL, "chassis"));
     json_decref(e);
