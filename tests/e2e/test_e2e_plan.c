@@ -73,20 +73,10 @@ static void rig_stop(struct rig *g)
 /* smmuctl --qmp SOCK --state-dir STATE --sysfs ROOT --json <args…>; returns the parsed stdout. */
 static json_t *run(struct rig *g, int want_status, const char *const *args)
 {
-    const char *argv[32];
+    const char *const common[] = {"--qmp", smmu_qemu_socket_path(g->q), "--state-dir", g->state,
+                                  "--sysfs", fakesys_root(g->fs), "--json", NULL};
     struct smmu_run r;
-    int n = 0;
-    argv[n++] = "--qmp";
-    argv[n++] = smmu_qemu_socket_path(g->q);
-    argv[n++] = "--state-dir";
-    argv[n++] = g->state;
-    argv[n++] = "--sysfs";
-    argv[n++] = fakesys_root(g->fs);
-    argv[n++] = "--json";
-    for (int i = 0; args[i]; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    smmu_run_cli(&r, argv, RUN_MS);
+    smmu_run_cli_with(&r, common, args, RUN_MS);
     json_t *o = smmu_run_json(&r);
     if (r.status != want_status || !o)
         fail_msg("smmuctl %s: exit %d (want %d)\nstdout: %s\nstderr: %s", args[0], r.status, want_status, r.out, r.err);

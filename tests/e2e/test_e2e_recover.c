@@ -68,13 +68,9 @@ static int env_teardown(void **state)
 
 static int smmuctl(struct env *e, struct smmu_run *r, const char *const *extra)
 {
-    const char *argv[32] = {"--qmp", smmu_qemu_socket_path(e->q), "--state-dir", e->state, "--vm", "vm1",
-                            "--sysfs", fakesys_root(e->fs), "--timeout", "5"};
-    size_t n = 10;
-    for (size_t i = 0; extra[i]; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    return smmu_run_cli(r, argv, 60000);
+    const char *const common[] = {"--qmp", smmu_qemu_socket_path(e->q), "--state-dir", e->state, "--vm", "vm1",
+                                  "--sysfs", fakesys_root(e->fs), "--timeout", "5", NULL};
+    return smmu_run_cli_with(r, common, extra, 60000);
 }
 
 /* One QMP command on a fresh connection (an optional fd passed with it); returns 0 or QEMU's error. */

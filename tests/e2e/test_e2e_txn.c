@@ -77,13 +77,9 @@ static int env_teardown(void **state)
 /* smmuctl with the common options; returns its exit status, output in *r. */
 static int smmuctl(struct env *e, struct smmu_run *r, const char *const *extra)
 {
-    const char *argv[32] = {"--qmp", smmu_qemu_socket_path(e->q), "--state-dir", e->state,
-                            "--sysfs", fakesys_root(e->fs), "--dev", e->dev, "--timeout", "5"};
-    size_t n = 10;
-    for (size_t i = 0; extra[i]; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    return smmu_run_cli(r, argv, 60000);
+    const char *const common[] = {"--qmp", smmu_qemu_socket_path(e->q), "--state-dir", e->state,
+                                  "--sysfs", fakesys_root(e->fs), "--dev", e->dev, "--timeout", "5", NULL};
+    return smmu_run_cli_with(r, common, extra, 60000);
 }
 
 /* QEMU's /objects listing as compact JSON (names and types), via the CLI passthrough. */

@@ -203,3 +203,27 @@ void smmu_run_free(struct smmu_run *r)
     free(r->err);
     r->out = r->err = NULL;
 }
+
+int smmu_run_cli_with(struct smmu_run *r, const char *const *common, const char *const *extra, int timeout_ms)
+{
+    size_t nc = 0, ne = 0;
+    while (common && common[nc])
+        nc++;
+    while (extra && extra[ne])
+        ne++;
+    const char **args = calloc(nc + ne + 1, sizeof(*args));
+    if (!args) {
+        memset(r, 0, sizeof(*r));
+        r->status = -1;
+        r->out = strdup("");
+        r->err = strdup("out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < nc; i++)
+        args[i] = common[i];
+    for (size_t i = 0; i < ne; i++)
+        args[nc + i] = extra[i];
+    int st = smmu_run_cli(r, args, timeout_ms);
+    free(args);
+    return st;
+}

@@ -29,6 +29,10 @@ const char *smmu_run_cli_path(void);
  * r->status. Any failure to start is reported in r->err with status -1. */
 int smmu_run_cli(struct smmu_run *r, const char *const *args, int timeout_ms);
 
+/* The same with the arguments `common` (a test's fixed options: --qmp, --state-dir, …) followed by `extra`;
+ * either list may be NULL. */
+int smmu_run_cli_with(struct smmu_run *r, const char *const *common, const char *const *extra, int timeout_ms);
+
 /* Run any program (path, args with argv[0] first) the same way. */
 int smmu_run_prog(struct smmu_run *r, const char *path, const char *const *argv, int timeout_ms);
 
