@@ -20,34 +20,29 @@
 
 #include "smmuctl/qmp.h"
 #include "support/qmp_sync.h"
+#include "support/e2e_env.h"
 #include "support/fakesys.h"
 #include "support/qemu.h"
 #include "support/runcli.h"
 #include "support/testutil.h"
 
 struct env {
-    struct smmu_qemu *q;
-    struct fakesys *fs;
-    char *tmp;
-    char state[4096], journal[4200], file[4200];
+    struct smmu_e2e_env b;
+    char journal[4200], file[4200];
 };
 
 static int env_setup(void **state)
 {
-    smmu_qemu_require();
     struct env *e = calloc(1, sizeof(*e));
-    if (smmu_qemu_start_facts(&e->q, (const char *[]){"-netdev", "user,id=n0", "-netdev", "user,id=cold0", "-device",
-                                                       "e1000e,netdev=cold0,bus=rp2b,id=coldnic", NULL}) < 0) {
-        fprintf(stderr, "cannot start QEMU: %s\n", smmu_qemu_last_error());
+    if (smmu_e2e_env_start(&e->b, "e2e-recover",
+                           (const char *[]){"-netdev", "user,id=n0", "-netdev", "user,id=cold0", "-device",
+                                            "e1000e,netdev=cold0,bus=rp2b,id=coldnic", NULL}) < 0) {
         free(e);
         return -1;
     }
-    e->tmp = smmu_test_mkdtemp("e2e-recover");
-    e->fs = fakesys_new(NULL);
-    snprintf(e->state, sizeof(e->state), "%s/state", e->tmp);
-    snprintf(e->journal, sizeof(e->journal), "%s/vm1.json", e->state);
-    snprintf(e->file, sizeof(e->file), "%s/fake-fd", e->tmp);
-    mkdir(e->state, 0700);
+    snprintf(e->journal, sizeof(e->journal), "%s/vm1.json", e->b.state);
+    snprintf(e->file, sizeof(e->file), "%s/fake-fd", e->b.tmp);
+    mkdir(e->b.state, 0700);
     close(open(e->file, O_RDWR | O_CREAT, 0600));
     *state = e;
     return 0;
@@ -58,18 +53,15 @@ static int env_teardown(void **state)
     struct env *e = *state;
     if (!e)
         return 0;
-    smmu_qemu_stop(e->q);
-    fakesys_free(e->fs);
-    smmu_test_rmtree(e->tmp);
-    free(e->tmp);
+    smmu_e2e_env_stop(&e->b);
     free(e);
     return 0;
 }
 
 static int smmuctl(struct env *e, struct smmu_run *r, const char *const *extra)
 {
-    const char *const common[] = {"--qmp", smmu_qemu_socket_path(e->q), "--state-dir", e->state, "--vm", "vm1",
-                                  "--sysfs", fakesys_root(e->fs), "--timeout", "5", NULL};
+    const char *const common[] = {"--qmp", smmu_qemu_socket_path(e->b.q), "--state-dir", e->b.state, "--vm", "vm1",
+                                  "--sysfs", fakesys_root(e->b.fs), "--timeout", "5", NULL};
     return smmu_run_cli_with(r, common, extra, 60000);
 }
 
@@ -81,7 +73,7 @@ static int qmp(struct env *e, const char *cmd, json_t *args, bool with_fd, char 
     struct smmu_error err = SMMU_ERROR_INIT;
     int fd = with_fd ? open(e->file, O_RDWR | O_CLOEXEC) : -1;
     assert_int_equal(qmp_client_new(&c, base, NULL), 0);
-    assert_int_equal(qmp_client_connect_sync(c, smmu_qemu_socket_path(e->q), &err), 0);
+    assert_int_equal(qmp_client_connect_sync(c, smmu_qemu_socket_path(e->b.q), &err), 0);
     int r = qmp_call_sync(c, cmd, args, with_fd ? &fd : NULL, with_fd ? 1 : 0, NULL, &err);
     if (desc)
         snprintf(desc, desc_len, "%s", err.qmp_desc);

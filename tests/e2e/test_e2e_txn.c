@@ -21,6 +21,7 @@
 #include "support/qmp_sync.h"
 #include "smmuctl/txn.h"
 #include "smmuctl/vm.h"
+#include "support/e2e_env.h"
 #include "support/fakesys.h"
 #include "support/qemu.h"
 #include "support/runcli.h"
@@ -30,33 +31,27 @@
 #define SMMU_B "smmu3.0x0000000017000000"
 
 struct env {
-    struct smmu_qemu *q;
-    struct fakesys *fs;
-    char *tmp;
-    char state[4096], dev[4096], rec[4096];
+    struct smmu_e2e_env b;
+    char dev[4096], rec[4096];
 };
 
 static int env_setup(void **state)
 {
-    smmu_qemu_require();
     struct env *e = calloc(1, sizeof(*e));
-    if (smmu_qemu_start_facts(&e->q, (const char *[]){"-netdev", "user,id=n0", "-netdev", "user,id=n1", "-netdev",
-                                                       "user,id=cold0", "-device",
-                                                       "e1000e,netdev=cold0,bus=rp2b,id=coldnic", NULL}) < 0) {
-        fprintf(stderr, "cannot start QEMU: %s\n", smmu_qemu_last_error());
+    if (smmu_e2e_env_start(&e->b, "e2e-txn",
+                           (const char *[]){"-netdev", "user,id=n0", "-netdev", "user,id=n1", "-netdev",
+                                            "user,id=cold0", "-device", "e1000e,netdev=cold0,bus=rp2b,id=coldnic",
+                                            NULL}) < 0) {
         free(e);
         return -1;
     }
-    e->tmp = smmu_test_mkdtemp("e2e-txn");
-    e->fs = fakesys_new(NULL);
-    fakesys_add_dev(e->fs, &(struct fakesys_dev){.bdf = "0009:01:00.0", .smmu = SMMU_A, .driver = "vfio-pci",
-                                                 .group = "5", .cdev = "vfio0", .numa_node = "0"});
-    fakesys_add_dev(e->fs, &(struct fakesys_dev){.bdf = "000a:01:00.0", .smmu = SMMU_B, .driver = "vfio-pci",
-                                                 .group = "6", .cdev = "vfio1", .numa_node = "0"});
-    snprintf(e->state, sizeof(e->state), "%s/state", e->tmp);
-    snprintf(e->dev, sizeof(e->dev), "%s/dev", e->tmp);
-    snprintf(e->rec, sizeof(e->rec), "%s/record.txt", e->tmp);
-    fakesys_write_dev_tree(e->fs, e->dev);
+    fakesys_add_dev(e->b.fs, &(struct fakesys_dev){.bdf = "0009:01:00.0", .smmu = SMMU_A, .driver = "vfio-pci",
+                                                   .group = "5", .cdev = "vfio0", .numa_node = "0"});
+    fakesys_add_dev(e->b.fs, &(struct fakesys_dev){.bdf = "000a:01:00.0", .smmu = SMMU_B, .driver = "vfio-pci",
+                                                   .group = "6", .cdev = "vfio1", .numa_node = "0"});
+    snprintf(e->dev, sizeof(e->dev), "%s/dev", e->b.tmp);
+    snprintf(e->rec, sizeof(e->rec), "%s/record.txt", e->b.tmp);
+    fakesys_write_dev_tree(e->b.fs, e->dev);
     *state = e;
     return 0;
 }
@@ -66,10 +61,7 @@ static int env_teardown(void **state)
     struct env *e = *state;
     if (!e)
         return 0;
-    smmu_qemu_stop(e->q);
-    fakesys_free(e->fs);
-    smmu_test_rmtree(e->tmp);
-    free(e->tmp);
+    smmu_e2e_env_stop(&e->b);
     free(e);
     return 0;
 }
@@ -77,8 +69,8 @@ static int env_teardown(void **state)
 /* smmuctl with the common options; returns its exit status, output in *r. */
 static int smmuctl(struct env *e, struct smmu_run *r, const char *const *extra)
 {
-    const char *const common[] = {"--qmp", smmu_qemu_socket_path(e->q), "--state-dir", e->state,
-                                  "--sysfs", fakesys_root(e->fs), "--dev", e->dev, "--timeout", "5", NULL};
+    const char *const common[] = {"--qmp", smmu_qemu_socket_path(e->b.q), "--state-dir", e->b.state,
+                                  "--sysfs", fakesys_root(e->b.fs), "--dev", e->dev, "--timeout", "5", NULL};
     return smmu_run_cli_with(r, common, extra, 60000);
 }
 
@@ -111,7 +103,7 @@ static void assert_journal_closed(struct env *e)
     char *vm = NULL;
     /* one journal in the state dir: whatever its name, no open transaction */
     FILE *p;
-    snprintf(path, sizeof(path), "ls %s/*.json", e->state);
+    snprintf(path, sizeof(path), "ls %s/*.json", e->b.state);
     p = popen(path, "r");
     assert_non_null(p);
     char line[4096];
@@ -165,11 +157,11 @@ static void test_attach_host_reuses_iommufd(void **state)
     qmp_client *c;
     struct smmu_error err = SMMU_ERROR_INIT;
     char file[8192];
-    snprintf(file, sizeof(file), "%s/fake-iommu", e->tmp);
+    snprintf(file, sizeof(file), "%s/fake-iommu", e->b.tmp);
     int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     assert_true(fd >= 0);
     assert_int_equal(qmp_client_new(&c, base, NULL), 0);
-    assert_int_equal(qmp_client_connect_sync(c, smmu_qemu_socket_path(e->q), &err), 0);
+    assert_int_equal(qmp_client_connect_sync(c, smmu_qemu_socket_path(e->b.q), &err), 0);
     assert_int_equal(qmp_call_sync(c, "getfd", json_pack("{s:s}", "fdname", "pre"), &fd, 1, NULL, &err), 0);
     assert_int_equal(qmp_call_sync(c, "object-add", json_pack("{s:s,s:s,s:s}", "qom-type", "iommufd", "id",
                                                               "iommufd0", "fd", "pre"), NULL, 0, NULL, &err), 0);
@@ -199,7 +191,7 @@ static void test_attach_host_reuses_iommufd(void **state)
     assert_journal_closed(e);
     /* clean up for the next test */
     assert_int_equal(qmp_client_new(&c, base, NULL), 0);
-    assert_int_equal(qmp_client_connect_sync(c, smmu_qemu_socket_path(e->q), &err), 0);
+    assert_int_equal(qmp_client_connect_sync(c, smmu_qemu_socket_path(e->b.q), &err), 0);
     assert_int_equal(qmp_call_sync(c, "object-del", json_pack("{s:s}", "id", "iommufd0"), NULL, 0, NULL, &err), 0);
     qmp_client_free(c);
     event_base_free(base);
@@ -279,16 +271,16 @@ static void engine_open(struct env *e, struct engine *g)
     struct smmu_error err = SMMU_ERROR_INIT;
     g->base = event_base_new();
     assert_int_equal(qmp_client_new(&g->c, g->base, NULL), 0);
-    assert_int_equal(qmp_client_connect_sync(g->c, smmu_qemu_socket_path(e->q), &err), 0);
-    assert_int_equal(smmu_journal_open(e->state, "engine", "", 1000, &g->j, &err), 0);
-    assert_int_equal(smmu_facts_gather(g->c, fakesys_root(e->fs), g->j, &g->f, &err), 0);
+    assert_int_equal(qmp_client_connect_sync(g->c, smmu_qemu_socket_path(e->b.q), &err), 0);
+    assert_int_equal(smmu_journal_open(e->b.state, "engine", "", 1000, &g->j, &err), 0);
+    assert_int_equal(smmu_facts_gather(g->c, fakesys_root(e->b.fs), g->j, &g->f, &err), 0);
 }
 
 static void engine_refresh(struct engine *g, struct env *e)
 {
     struct smmu_error err = SMMU_ERROR_INIT;
     smmu_facts_free(&g->f);
-    assert_int_equal(smmu_facts_gather(g->c, fakesys_root(e->fs), g->j, &g->f, &err), 0);
+    assert_int_equal(smmu_facts_gather(g->c, fakesys_root(e->b.fs), g->j, &g->f, &err), 0);
 }
 
 static void engine_close(struct engine *g)
@@ -403,7 +395,7 @@ static void test_engine_closes_unconsumed_fd_name(void **state)
     struct smmu_txn_opts o = SMMU_TXN_OPTS_INIT;
     struct smmu_result res;
     char file[8192];
-    snprintf(file, sizeof(file), "%s/fake-cdev", e->tmp);
+    snprintf(file, sizeof(file), "%s/fake-cdev", e->b.tmp);
     close(open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     engine_open(e, &g);
     snprintf(p.iommufd_id, sizeof(p.iommufd_id), "iommufd0");
