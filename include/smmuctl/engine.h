@@ -2,13 +2,15 @@
  *
  * This is the API `smmuctl serve` holds hundreds of (one event loop, no global state) and that the CLI runs
  * one request on. Nothing here blocks or runs the loop: smmu_vm_new and smmu_vm_submit return at once; the
- * handle connects, negotiates, takes the VM's journal lock (retried on a timer: never a sleep), reconciles,
+ * handle takes the VM's journal lock (retried on a timer: never a sleep) BEFORE it connects (QEMU serves one
+ * monitor client and listens with a backlog of 1: DESIGN §5 "Locks before sockets"), negotiates, reconciles,
  * and runs the queued requests one at a time in arrival order, each as the step machines of smmuctl/txn.h.
  * Handles are independent: a VM whose QEMU stalls never delays another handle's steps.
  *
  * Connection states (smmu_vm_state):
  *   CONNECTING → GREETING → NEGOTIATING   the QMP client's own states (socket, {"QMP":…}, qmp_capabilities)
- *   → RECONCILING                         journal lock + (opts.reconcile) `recover` as DESIGN §7 says
+ *   → RECONCILING                         (opts.reconcile) `recover` as DESIGN §7 says (the journal lock
+ *                                         was taken before CONNECTING and is kept across reconnects)
  *   → READY                               requests run
  *   → LOST                                the connection broke: reconnect with backoff (100 ms doubling to
  *                                         5 s, jittered) until opts.reconnect_deadline_ms; then CLOSED

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,41 @@ static int journal_mkdir_p(const char *dir, struct smmu_error *err)
     return 0;
 }
 
+/* " (pid N: smmuctl --qmp … detach hostdev0)" for the pid the holder wrote into the lock file, read from
+ * /proc/N/cmdline; "" when the file names no pid or that pid is gone (never name a dead process: the lock
+ * may be held by a child that inherited it, or the holder has not written its pid yet). */
+static void journal_lock_holder(int lock_fd, char *out, size_t len)
+{
+    char buf[32] = "", path[64], cmd[300] = "";
+    ssize_t n = pread(lock_fd, buf, sizeof(buf) - 1, 0);
+    char *end;
+    long pid;
+    out[0] = 0;
+    buf[n > 0 ? n : 0] = 0;
+    pid = strtol(buf, &end, 10);
+    if (end == buf || pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH))
+        return;
+    snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t m = read(fd, cmd, sizeof(cmd) - 1);
+        close(fd);
+        if (m > 0) {
+            for (ssize_t i = 0; i < m - 1; i++) /* NUL-separated arguments */
+                if (cmd[i] == 0)
+                    cmd[i] = ' ';
+            cmd[m] = 0;
+            for (char *p = cmd; *p; p++)
+                if ((unsigned char)*p < 0x20)
+                    *p = '?';
+        }
+    }
+    if (cmd[0])
+        snprintf(out, len, " (pid %ld: %s)", pid, cmd);
+    else
+        snprintf(out, len, " (pid %ld)", pid);
+}
+
 static int journal_lock(smmu_journal *j, int wait_ms, struct smmu_error *err)
 {
     struct timespec start, now;
@@ -93,13 +129,10 @@ static int journal_lock(smmu_journal *j, int wait_ms, struct smmu_error *err)
         clock_gettime(CLOCK_MONOTONIC, &now);
         long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
         if (elapsed >= wait_ms) {
-            char holder[32] = "";
-            ssize_t n = pread(j->lock_fd, holder, sizeof(holder) - 1, 0);
-            holder[n > 0 ? n : 0] = 0;
-            holder[strcspn(holder, "\n")] = 0;
-            return smmu_error_set(err, -EBUSY, "another smmuctl%s%s%s is working on this VM (lock %s held for "
-                                  "over %d ms)", holder[0] ? " (pid " : "", holder, holder[0] ? ")" : "",
-                                  j->lock_path, wait_ms);
+            char who[400];
+            journal_lock_holder(j->lock_fd, who, sizeof(who));
+            return smmu_error_set(err, -EBUSY, "another smmuctl%s is working on this VM (lock %s held for "
+                                  "over %d ms)", who, j->lock_path, wait_ms);
         }
         struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL);

@@ -39,6 +39,7 @@ struct smmu_vm {
     enum smmu_vm_state state;
     qmp_client *c;               /* READY (or being reconciled); NULL while not connected */
     qmp_reconnect *rc;           /* a connection attempt with backoff in progress */
+    bool lock_waiting;           /* the lock was busy once: the wait was logged */
     bool rc_for_txn;             /* ... on behalf of the running transaction */
     smmu_reconnect_done_fn txn_done;
     void *txn_arg;
@@ -429,17 +430,27 @@ static long vm_elapsed_ms(const struct timespec *since)
     return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
 }
 
+static void vm_connect(smmu_vm *vm, int deadline_ms);
+
 /* The journal lock: one non-blocking try now, then every 5 ms on a timer up to lock_wait_ms. */
 static void vm_try_lock(smmu_vm *vm)
 {
     struct smmu_error e = SMMU_ERROR_INIT;
     int r = smmu_journal_open(vm->state_dir, vm->name, vm->canon, 0, &vm->j, &e);
     if (r == 0) {
-        vm_reconcile(vm);
+        /* DESIGN §5 "Locks before sockets": the lock first, then the one monitor connection QEMU serves */
+        if (vm->c)
+            vm_reconcile(vm);
+        else
+            vm_connect(vm, vm->o.connect_deadline_ms);
         return;
     }
     if (r == -EBUSY && vm_elapsed_ms(&vm->lock_start) < vm->o.lock_wait_ms) {
         struct timeval tv = {0, 5000};
+        if (!vm->lock_waiting) { /* say once for whom we wait (the message names the holder) */
+            vm->lock_waiting = true;
+            vm_log(vm, 1, "waiting for the VM's lock: %s", e.message);
+        }
         evtimer_add(vm->lock_timer, &tv);
         return;
     }
@@ -460,12 +471,7 @@ static void vm_lock_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 static void vm_connected(smmu_vm *vm)
 {
-    if (vm->j) {
-        vm_reconcile(vm); /* a reconnect: the lock is still ours */
-        return;
-    }
-    clock_gettime(CLOCK_MONOTONIC, &vm->lock_start);
-    vm_try_lock(vm);
+    vm_reconcile(vm); /* the lock was taken before connecting and stays ours across reconnects */
 }
 
 static void vm_connect_cb(int err, qmp_client *n, const struct smmu_error *e, void *payload);
@@ -585,7 +591,8 @@ int smmu_vm_new(struct event_base *base, const struct smmu_vm_opts *opts, smmu_v
         return smmu_error_set(err, -ENOMEM, "out of memory");
     }
     vm->state = SMMU_VM_CONNECTING;
-    vm_connect(vm, opts->connect_deadline_ms);
+    clock_gettime(CLOCK_MONOTONIC, &vm->lock_start);
+    vm_try_lock(vm); /* then connects (vm_try_lock → vm_connect) */
     *out = vm;
     return 0;
 }

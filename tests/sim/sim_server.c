@@ -729,7 +729,7 @@ int sim_srv_run(struct sim *s, const struct sim_srv_opts *opts)
     int rc = 0;
     signal(SIGPIPE, SIG_IGN);
     srv.base = event_base_new();
-    srv.qmp_fd = listen_unix(opts->qmp_path, 16);
+    srv.qmp_fd = listen_unix(opts->qmp_path, 1); /* like QEMU's -qmp socket: a second connect may see EAGAIN */
     if (srv.qmp_fd < 0) {
         fprintf(stderr, "qmp-sim: cannot listen on %s: %s\n", opts->qmp_path, strerror(errno));
         rc = 1;
