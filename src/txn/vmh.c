@@ -567,9 +567,10 @@ int smmu_vm_new(struct event_base *base, const struct smmu_vm_opts *opts, smmu_v
     smmu_vm *vm;
     int r;
     *out = NULL;
-    if (!opts->qmp_addr || (r = qmp_addr_parse(opts->qmp_addr, &a, err)) < 0)
-        return smmu_error_set(err, -EINVAL, "cannot connect to QEMU at %s: bad address (expected PATH, unix:PATH "
-                              "or tcp:HOST:PORT)", opts->qmp_addr ? opts->qmp_addr : "(none)");
+    if (!opts->qmp_addr)
+        return smmu_error_set(err, -EINVAL, "no QMP address given");
+    if ((r = qmp_addr_parse(opts->qmp_addr, &a, err)) < 0)
+        return r; /* the parser says what is wrong (e.g. "path too long") */
     if ((r = smmu_journal_check_name(opts->vm_name, err)) < 0)
         return r;
     if (!(vm = calloc(1, sizeof(*vm))))
