@@ -1,9 +1,10 @@
 /* sim.h — qmp-sim's shared model: machine, devices, buses, QOM objects, fds, faults.
  *
- * One process = one simulated QEMU 11.1.3 VM. The model is deliberately concrete (no generic QOM): each
- * QOM object the project's tools look at is a struct sim_obj whose class properties come from a fixed
- * per-type table (in QEMU's qom-list order) and whose instance properties (children, links, memory
- * regions) live in a sim_ghash so that their order matches QEMU's GHashTable order.
+ * One struct sim = one simulated QEMU 11.1.3 VM (a process serves one, or many with --vms). The model is
+ * deliberately concrete (no generic QOM): each QOM object the project's tools look at is a struct sim_obj
+ * whose class properties come from a fixed per-type table (in QEMU's qom-list order) and whose instance
+ * properties (children, links, memory regions) live in a sim_ghash so that their order matches QEMU's
+ * GHashTable order.
  */
 #ifndef SIM_H
 #define SIM_H

@@ -1,5 +1,7 @@
-/* sim_server.c — qmp-sim's event loop: the QMP socket (one client at a time, like QEMU's -qmp chardev),
- * the control socket (line-delimited JSON, many clients), fault injection, unplug timers, signals.
+/* sim_server.c — qmp-sim's event loop: per simulated VM the QMP socket (one client at a time, like QEMU's
+ * -qmp chardev), the control socket (line-delimited JSON, many clients), fault injection and unplug timers;
+ * signals for the whole process. One loop serves any number of VMs (--vms), each as independent as if it
+ * were its own QEMU process: a VM's QMP `quit` or control `quit` ends that VM only.
  */
 #define _GNU_SOURCE
 #include "sim_server.h"
@@ -45,16 +47,23 @@ struct utimer {
     struct utimer *next;
 };
 
-struct sim_srv {
+struct sim_loop {
+    struct event_base *base;
+    struct event *ev_term, *ev_int;
+    int live; /* VMs not shut down yet; the loop ends at 0 */
+};
+
+struct sim_srv { /* one simulated VM */
+    struct sim_loop *loop;
     struct event_base *base;
     struct sim *s;
-    struct sim_srv_opts opts;
+    struct sim_srv_vm opts;
     int qmp_fd, ctl_fd;
-    struct event *ev_accept, *ev_ctl_accept, *ev_term, *ev_int;
+    struct event *ev_accept, *ev_ctl_accept, *ev_quit;
     struct conn *client;
     struct ctl *ctls;
     struct utimer *timers;
-    bool quit;
+    bool quit, down;
     const char *quit_reason; /* SHUTDOWN event's reason */
 };
 
@@ -202,12 +211,17 @@ void sim_srv_unplug_later(struct sim_srv *srv, const char *id, int delay_ms, boo
     evtimer_add(t->ev, &tv);
 }
 
+/* The VM shuts down once the current callbacks are done (its reply flushed): see srv_shutdown. */
 void sim_srv_request_quit(struct sim_srv *srv)
 {
     if (!srv->quit_reason)
         srv->quit_reason = "host-qmp-quit";
+    if (srv->quit || srv->down)
+        return;
     srv->quit = true;
-    event_base_loopexit(srv->base, NULL);
+    if (srv->ev_accept)
+        event_del(srv->ev_accept);
+    event_active(srv->ev_quit, 0, 0);
 }
 
 /* ---- faults ---- */
@@ -714,91 +728,137 @@ static int listen_unix(const char *path, int backlog)
     return fd;
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+/* QEMU says SHUTDOWN before it exits (flushed best effort), then the VM's sockets go away; the dump is
+ * written; the loop ends with the last VM. */
+static void srv_shutdown(struct sim_srv *srv)
 {
-    struct sim_srv *srv = arg;
-    (void)sig;
-    (void)what;
-    srv->quit_reason = "host-signal";
-    sim_srv_request_quit(srv);
-}
-
-int sim_srv_run(struct sim *s, const struct sim_srv_opts *opts)
-{
-    struct sim_srv srv = { .s = s, .opts = *opts, .qmp_fd = -1, .ctl_fd = -1 };
-    int rc = 0;
-    signal(SIGPIPE, SIG_IGN);
-    srv.base = event_base_new();
-    srv.qmp_fd = listen_unix(opts->qmp_path, 1); /* like QEMU's -qmp socket: a second connect may see EAGAIN */
-    if (srv.qmp_fd < 0) {
-        fprintf(stderr, "qmp-sim: cannot listen on %s: %s\n", opts->qmp_path, strerror(errno));
-        rc = 1;
-        goto out;
+    if (srv->down)
+        return;
+    srv->down = true;
+    if (srv->client && !srv->client->dead) {
+        sim_srv_event(srv, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 0, "reason",
+                                                 srv->quit_reason ? srv->quit_reason : "host-signal"));
+        if (srv->client && !srv->client->dead)
+            evbuffer_write(srv->client->out, srv->client->fd);
     }
-    if (opts->control_path) {
-        srv.ctl_fd = listen_unix(opts->control_path, 16);
-        if (srv.ctl_fd < 0) {
-            fprintf(stderr, "qmp-sim: cannot listen on %s: %s\n", opts->control_path, strerror(errno));
-            rc = 1;
-            goto out;
-        }
-        srv.ev_ctl_accept = event_new(srv.base, srv.ctl_fd, EV_READ | EV_PERSIST, on_ctl_accept, &srv);
-        event_add(srv.ev_ctl_accept, NULL);
+    /* sockets and dump before the client's EOF: a client that saw EOF finds them gone / written */
+    if (srv->ev_accept)
+        event_free(srv->ev_accept);
+    if (srv->ev_ctl_accept)
+        event_free(srv->ev_ctl_accept);
+    srv->ev_accept = srv->ev_ctl_accept = NULL;
+    if (srv->qmp_fd >= 0) {
+        close(srv->qmp_fd);
+        unlink(srv->opts.qmp_path);
+        srv->qmp_fd = -1;
     }
-    srv.ev_accept = event_new(srv.base, srv.qmp_fd, EV_READ | EV_PERSIST, on_accept, &srv);
-    event_add(srv.ev_accept, NULL);
-    srv.ev_term = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
-    srv.ev_int = evsignal_new(srv.base, SIGINT, on_signal, &srv);
-    event_add(srv.ev_term, NULL);
-    event_add(srv.ev_int, NULL);
-    if (opts->ready_fd >= 0) { /* tell the parent we listen */
-        if (write(opts->ready_fd, "R", 1) < 0) {
-            /* parent gone: keep serving anyway */
-        }
-        close(opts->ready_fd);
+    if (srv->ctl_fd >= 0) {
+        close(srv->ctl_fd);
+        unlink(srv->opts.control_path);
+        srv->ctl_fd = -1;
     }
-    event_base_dispatch(srv.base);
-    if (srv.client && !srv.client->dead) { /* QEMU says SHUTDOWN before it exits; flush, best effort */
-        sim_srv_event(&srv, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 0, "reason",
-                                                  srv.quit_reason ? srv.quit_reason : "host-signal"));
-        if (srv.client && !srv.client->dead)
-            evbuffer_write(srv.client->out, srv.client->fd);
-    }
-out:
-    if (opts->dump_path) {
-        json_t *d = sim_dump(s);
-        if (json_dump_file(d, opts->dump_path, JSON_INDENT(2)) < 0)
-            fprintf(stderr, "qmp-sim: cannot write %s\n", opts->dump_path);
+    if (srv->opts.dump_path) {
+        json_t *d = sim_dump(srv->s);
+        if (json_dump_file(d, srv->opts.dump_path, JSON_INDENT(2)) < 0)
+            fprintf(stderr, "qmp-sim: cannot write %s\n", srv->opts.dump_path);
         json_decref(d);
     }
-    if (srv.client) {
-        srv.client->dead = true;
-        conn_free(srv.client);
+    if (srv->client) {
+        srv->client->dead = true;
+        conn_free(srv->client);
+        srv->client = NULL;
     }
-    while (srv.ctls)
-        ctl_free(srv.ctls);
-    while (srv.timers) {
-        struct utimer *t = srv.timers;
-        srv.timers = t->next;
+    while (srv->ctls)
+        ctl_free(srv->ctls);
+    while (srv->timers) {
+        struct utimer *t = srv->timers;
+        srv->timers = t->next;
         event_free(t->ev);
         free(t);
     }
-    if (srv.ev_accept)
-        event_free(srv.ev_accept);
-    if (srv.ev_ctl_accept)
-        event_free(srv.ev_ctl_accept);
-    if (srv.ev_term)
-        event_free(srv.ev_term);
-    if (srv.ev_int)
-        event_free(srv.ev_int);
-    if (srv.qmp_fd >= 0) {
-        close(srv.qmp_fd);
-        unlink(opts->qmp_path);
+    if (--srv->loop->live == 0)
+        event_base_loopexit(srv->base, NULL);
+}
+
+static void on_quit(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    srv_shutdown(arg);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct sim_srv *vms = arg;
+    (void)sig;
+    (void)what;
+    for (int i = 0; vms[i].loop; i++)
+        if (!vms[i].down) {
+            vms[i].quit_reason = "host-signal";
+            sim_srv_request_quit(&vms[i]);
+        }
+}
+
+static int srv_listen(struct sim_srv *srv)
+{
+    const struct sim_srv_vm *o = &srv->opts;
+    srv->qmp_fd = listen_unix(o->qmp_path, 1); /* like QEMU's -qmp socket: a second connect may see EAGAIN */
+    if (srv->qmp_fd < 0) {
+        fprintf(stderr, "qmp-sim: cannot listen on %s: %s\n", o->qmp_path, strerror(errno));
+        return -1;
     }
-    if (srv.ctl_fd >= 0) {
-        close(srv.ctl_fd);
-        unlink(opts->control_path);
+    if (o->control_path) {
+        srv->ctl_fd = listen_unix(o->control_path, 16);
+        if (srv->ctl_fd < 0) {
+            fprintf(stderr, "qmp-sim: cannot listen on %s: %s\n", o->control_path, strerror(errno));
+            return -1;
+        }
+        srv->ev_ctl_accept = event_new(srv->base, srv->ctl_fd, EV_READ | EV_PERSIST, on_ctl_accept, srv);
+        event_add(srv->ev_ctl_accept, NULL);
     }
-    event_base_free(srv.base);
+    srv->ev_accept = event_new(srv->base, srv->qmp_fd, EV_READ | EV_PERSIST, on_accept, srv);
+    event_add(srv->ev_accept, NULL);
+    return 0;
+}
+
+int sim_srv_run(const struct sim_srv_vm *vms, int n, int ready_fd)
+{
+    struct sim_loop loop = {0};
+    struct sim_srv *srv = calloc((size_t)n + 1, sizeof(*srv)); /* a zeroed sentinel ends the array */
+    int rc = 0, i;
+    signal(SIGPIPE, SIG_IGN);
+    loop.base = event_base_new();
+    for (i = 0; i < n; i++) {
+        srv[i] = (struct sim_srv){ .loop = &loop, .base = loop.base, .s = vms[i].s, .opts = vms[i],
+                                   .qmp_fd = -1, .ctl_fd = -1 };
+        srv[i].ev_quit = event_new(loop.base, -1, 0, on_quit, &srv[i]);
+        loop.live++;
+    }
+    for (i = 0; i < n && rc == 0; i++)
+        if (srv_listen(&srv[i]) < 0)
+            rc = 1;
+    if (rc == 0) {
+        loop.ev_term = evsignal_new(loop.base, SIGTERM, on_signal, srv);
+        loop.ev_int = evsignal_new(loop.base, SIGINT, on_signal, srv);
+        event_add(loop.ev_term, NULL);
+        event_add(loop.ev_int, NULL);
+        if (ready_fd >= 0) { /* tell the parent we listen */
+            if (write(ready_fd, "R", 1) < 0) {
+                /* parent gone: keep serving anyway */
+            }
+            close(ready_fd);
+        }
+        event_base_dispatch(loop.base);
+    }
+    for (i = 0; i < n; i++) {
+        srv_shutdown(&srv[i]);
+        event_free(srv[i].ev_quit);
+    }
+    if (loop.ev_term)
+        event_free(loop.ev_term);
+    if (loop.ev_int)
+        event_free(loop.ev_int);
+    event_base_free(loop.base);
+    free(srv);
     return rc;
 }

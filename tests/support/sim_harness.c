@@ -25,6 +25,9 @@ struct simh {
     int ctl_fd;
     char ctl_buf[1 << 16];
     size_t ctl_len;
+    int nvms;           /* --vms: the process handle holds every VM's view (vms[0] is itself) */
+    struct simh **vms;
+    struct simh *parent; /* a VM's view: the process handle */
     struct simh *next;
 };
 
@@ -69,41 +72,37 @@ static int unix_connect(const char *path)
     return fd;
 }
 
-int simh_start(struct simh **out, const char *const *args)
+/* Fork + exec qmp-sim with `pre` (its own flags, NULL-terminated) then `args`; wait for it to listen. */
+static int spawn(struct simh *h, const char *const *pre, const char *const *args)
 {
-    struct simh *h = calloc(1, sizeof(*h));
-    int pipefd[2], n = 0, rc;
+    int pipefd[2], n = 0, np = 0, rc;
     const char **argv;
     char readyfd[16], c;
     struct pollfd p;
-    *out = NULL;
-    h->ctl_fd = -1;
-    h->dir = smmu_test_mkdtemp("qmpsim");
-    snprintf(h->qmp, sizeof(h->qmp), "%s/qmp.sock", h->dir);
-    snprintf(h->ctl, sizeof(h->ctl), "%s/ctl.sock", h->dir);
     while (args && args[n])
         n++;
-    argv = calloc((size_t)n + 10, sizeof(*argv));
+    while (pre[np])
+        np++;
+    argv = calloc((size_t)(n + np) + 4, sizeof(*argv));
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        rc = -errno;
-        goto fail;
+        free(argv);
+        return -errno;
     }
     snprintf(readyfd, sizeof(readyfd), "%d", pipefd[1]);
     argv[0] = sim_bin();
-    argv[1] = "--qmp";
-    argv[2] = h->qmp;
-    argv[3] = "--control";
-    argv[4] = h->ctl;
-    argv[5] = "--ready-fd";
-    argv[6] = readyfd;
+    for (int i = 0; i < np; i++)
+        argv[1 + i] = pre[i];
+    argv[1 + np] = "--ready-fd";
+    argv[2 + np] = readyfd;
     for (int i = 0; i < n; i++)
-        argv[7 + i] = args[i];
+        argv[3 + np + i] = args[i];
     h->pid = fork();
     if (h->pid < 0) {
         rc = -errno;
         close(pipefd[0]);
         close(pipefd[1]);
-        goto fail;
+        free(argv);
+        return rc;
     }
     if (h->pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -115,15 +114,15 @@ int simh_start(struct simh **out, const char *const *args)
     close(pipefd[1]);
     p.fd = pipefd[0];
     p.events = POLLIN;
-    rc = poll(&p, 1, 10000);
+    rc = poll(&p, 1, h->nvms > 1 ? 60000 : 10000);
     if (rc <= 0 || read(pipefd[0], &c, 1) != 1 || c != 'R') {
         fprintf(stderr, "sim_harness: qmp-sim (%s) did not start listening\n", argv[0]);
         close(pipefd[0]);
         kill(h->pid, SIGKILL);
         waitpid(h->pid, NULL, 0);
         h->pid = 0;
-        rc = -EIO;
-        goto fail;
+        free(argv);
+        return -EIO;
     }
     close(pipefd[0]);
     free(argv);
@@ -133,14 +132,86 @@ int simh_start(struct simh **out, const char *const *args)
         atexit(stop_all);
         atexit_done = 1;
     }
+    return 0;
+}
+
+int simh_start(struct simh **out, const char *const *args)
+{
+    struct simh *h = calloc(1, sizeof(*h));
+    int rc;
+    *out = NULL;
+    h->ctl_fd = -1;
+    h->dir = smmu_test_mkdtemp("qmpsim");
+    snprintf(h->qmp, sizeof(h->qmp), "%s/qmp.sock", h->dir);
+    snprintf(h->ctl, sizeof(h->ctl), "%s/ctl.sock", h->dir);
+    const char *pre[] = {"--qmp", h->qmp, "--control", h->ctl, NULL};
+    rc = spawn(h, pre, args);
+    if (rc < 0) {
+        smmu_test_rmtree(h->dir);
+        free(h->dir);
+        free(h);
+        return rc;
+    }
     *out = h;
     return 0;
-fail:
-    free(argv);
-    smmu_test_rmtree(h->dir);
-    free(h->dir);
-    free(h);
-    return rc;
+}
+
+int simh_start_vms(struct simh **out, int n, const char *const *args)
+{
+    struct simh *h;
+    char nbuf[16];
+    int rc;
+    *out = NULL;
+    if (n < 1)
+        return -EINVAL;
+    h = calloc(1, sizeof(*h));
+    h->ctl_fd = -1;
+    h->dir = smmu_test_mkdtemp("qmpsim");
+    h->nvms = n;
+    h->vms = calloc((size_t)n, sizeof(*h->vms));
+    h->vms[0] = h;
+    for (int k = 0; k < n; k++) {
+        struct simh *v = k ? calloc(1, sizeof(*v)) : h;
+        if (k) {
+            v->ctl_fd = -1;
+            v->parent = h;
+            h->vms[k] = v;
+        }
+        snprintf(v->qmp, sizeof(v->qmp), "%s/vm%d.qmp", h->dir, k);
+        snprintf(v->ctl, sizeof(v->ctl), "%s/vm%d.ctl", h->dir, k);
+    }
+    snprintf(nbuf, sizeof(nbuf), "%d", n);
+    const char *pre[] = {"--vms", nbuf, "--dir", h->dir, NULL};
+    rc = spawn(h, pre, args);
+    if (rc < 0) {
+        for (int k = 1; k < n; k++)
+            free(h->vms[k]);
+        free(h->vms);
+        smmu_test_rmtree(h->dir);
+        free(h->dir);
+        free(h);
+        return rc;
+    }
+    for (int k = 1; k < n; k++)
+        h->vms[k]->pid = h->pid;
+    *out = h;
+    return 0;
+}
+
+struct simh *simh_vm(struct simh *h, int k)
+{
+    if (h->parent)
+        h = h->parent;
+    if (k == 0 && !h->nvms)
+        return h;
+    return k >= 0 && k < h->nvms ? h->vms[k] : NULL;
+}
+
+int simh_nvms(const struct simh *h)
+{
+    if (h->parent)
+        h = h->parent;
+    return h->nvms ? h->nvms : 1;
 }
 
 const char *const *simh_topology(int nvsmmu, int ports, int accel)
@@ -191,6 +262,11 @@ int simh_stop(struct simh *h)
     long deadline;
     if (!h)
         return 0;
+    if (h->parent) {
+        fprintf(stderr, "sim_harness: simh_stop on a VM of a --vms simulator: stop the handle simh_start_vms "
+                        "returned\n");
+        return -1;
+    }
     for (pp = &all; *pp; pp = &(*pp)->next)
         if (*pp == h) {
             *pp = h->next;
@@ -220,6 +296,12 @@ int simh_stop(struct simh *h)
             poll(NULL, 0, 5);
         }
     }
+    for (int k = 1; k < h->nvms; k++) {
+        if (h->vms[k]->ctl_fd >= 0)
+            close(h->vms[k]->ctl_fd);
+        free(h->vms[k]);
+    }
+    free(h->vms);
     smmu_test_rmtree(h->dir);
     free(h->dir);
     free(h);
@@ -228,7 +310,7 @@ int simh_stop(struct simh *h)
 
 const char *simh_qmp_path(const struct simh *h) { return h->qmp; }
 const char *simh_control_path(const struct simh *h) { return h->ctl; }
-const char *simh_dir(const struct simh *h) { return h->dir; }
+const char *simh_dir(const struct simh *h) { return h->parent ? h->parent->dir : h->dir; }
 pid_t simh_pid(const struct simh *h) { return h->pid; }
 
 /* ---- control ---- */

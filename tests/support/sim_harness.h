@@ -37,12 +37,23 @@ const char *const *simh_topology(int nvsmmu, int ports, int accel);
 /* simh_start with simh_topology(nvsmmu, ports, accel) followed by `extra` (NULL-terminated, may be NULL). */
 int simh_start_vm(struct simh **out, int nvsmmu, int ports, int accel, const char *const *extra);
 
+/* One qmp-sim process playing `n` independent VMs (qmp-sim --vms n), each started with `args`. The handle
+ * returned is VM 0 and owns the process; simh_vm(h, k) is VM k's view (borrowed, freed by simh_stop(h)):
+ * simh_qmp_path, simh_control, simh_dump, simh_fault … on a view talk to that VM only. */
+int simh_start_vms(struct simh **out, int n, const char *const *args);
+/* VM k (0-based) of a --vms simulator (h or any of its views); NULL when out of range. simh_vm(h, 0) is h for a
+ * one-VM simulator. */
+struct simh *simh_vm(struct simh *h, int k);
+/* How many VMs the simulator plays (1 unless started by simh_start_vms). */
+int simh_nvms(const struct simh *h);
+
 /* SIGTERM to the PID, bounded wait, SIGKILL if needed, reap, remove the temp dir, free. Returns the
- * simulator's exit status (0 on a clean exit), -1 if it had to be killed. NULL: returns 0. */
+ * simulator's exit status (0 on a clean exit), -1 if it had to be killed. NULL: returns 0. A view of a --vms
+ * simulator (simh_vm(h, k), k > 0) is refused (-1): stop h. */
 int simh_stop(struct simh *h);
 
-const char *simh_qmp_path(const struct simh *h);     /* <tmp>/qmp.sock */
-const char *simh_control_path(const struct simh *h); /* <tmp>/ctl.sock */
+const char *simh_qmp_path(const struct simh *h);     /* <tmp>/qmp.sock (--vms: <tmp>/vmK.qmp) */
+const char *simh_control_path(const struct simh *h); /* <tmp>/ctl.sock (--vms: <tmp>/vmK.ctl) */
 const char *simh_dir(const struct simh *h);          /* private temp dir, removed by simh_stop */
 pid_t simh_pid(const struct simh *h);
 
