@@ -8,12 +8,25 @@
 #define SMMUCTL_HOST_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include "smmuctl/bdf.h"
 #include "smmuctl/error.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* One BAR as sysfs `resource` describes it (DESIGN §8). size 0: the BAR is unused (an all-zero line, or the
+ * upper half of a 64-bit BAR). */
+#define SMMU_HOST_NBARS 6
+struct smmu_host_bar {
+    uint64_t size;   /* end - start + 1; 0 when unused */
+    uint64_t flags;  /* the kernel's IORESOURCE_* flags, verbatim */
+    bool io;         /* IORESOURCE_IO 0x100 */
+    bool mem64;      /* IORESOURCE_MEM 0x200 with IORESOURCE_MEM_64 0x100000 (else a 32-bit memory BAR) */
+    bool prefetch;   /* IORESOURCE_PREFETCH 0x2000 */
+};
 
 struct smmu_host_dev {
     char bdf[SMMU_BDF_LEN + 1];  /* canonical */
@@ -25,7 +38,19 @@ struct smmu_host_dev {
     char vendor[8], device[8];   /* "0x10de" … ("" if absent): informational */
     char group_culprits[512];    /* other group members bound to a driver other than vfio-pci, as
                                     "0009:01:00.1 (nvidia), …"; "" when the group is viable */
+    bool have_bars;              /* a `resource` file was read (bars[] is all zero otherwise) */
+    struct smmu_host_bar bars[SMMU_HOST_NBARS]; /* BAR0..BAR5 from …/resource */
 };
+
+/* Parse the text of a sysfs `resource` file (len bytes, need not be NUL-terminated): one line per resource,
+ * "0x<start> 0x<end> 0x<flags>" as the kernel writes it; lines 0-5 are the BARs (6 is the ROM, then bridge
+ * windows: checked for shape, not kept). At least 6 lines are required. Errors (-EINVAL) name where:
+ * "<path>:<line>: …" (path is only used in messages). Pure: no I/O. */
+int smmu_host_parse_resource(const char *text, size_t len, const char *path, struct smmu_host_bar bars[SMMU_HOST_NBARS],
+                             struct smmu_error *err);
+
+/* "16 MiB", "128 GiB", "4 KiB", "1536 B": the largest binary unit that divides size exactly, else bytes. */
+void smmu_host_size_str(uint64_t size, char *out, size_t n);
 
 /* Is `driver` vfio-pci or one of its variant drivers (nvgrace_gpu_vfio_pci, mlx5_vfio_pci, …)? Those
  * expose the same VFIO device interface (Grace Hopper GPUs are bound to nvgrace_gpu_vfio_pci). */

@@ -8,6 +8,7 @@
  *   kernel/iommu_groups/N/devices/E    each member E, whose E/driver says whether the group is viable
  *   bus/pci/devices/B/vfio-dev/vfioM   the VFIO cdev name
  *   bus/pci/devices/B/{numa_node,vendor,device}
+ *   bus/pci/devices/B/resource         BAR sizes and kinds (bar.c); optional: without it have_bars = false
  */
 #include "smmuctl/host.h"
 #include "sysfs_int.h"
@@ -171,6 +172,25 @@ static int host_read_group(const char *root, const char *bdf, int group, char *c
     return r;
 }
 
+static int host_read_bars(const char *root, const char *bdf, struct smmu_host_dev *out, struct smmu_error *err)
+{
+    char path[PATH_MAX], text[8192];
+    size_t len;
+    bool present;
+    int r;
+
+    if ((r = host_dev_path(path, sizeof(path), root, bdf, "resource", err)) < 0)
+        return r;
+    if ((r = sysfs_read_file(path, text, sizeof(text), &len, &present, err)) < 0)
+        return r;
+    if (!present)
+        return 0;
+    if ((r = smmu_host_parse_resource(text, len, path, out->bars, err)) < 0)
+        return r;
+    out->have_bars = true;
+    return 0;
+}
+
 static int host_read_all(const char *root, const char *bdf, struct smmu_host_dev *out, struct smmu_error *err)
 {
     char path[PATH_MAX], grp[32];
@@ -216,7 +236,8 @@ static int host_read_all(const char *root, const char *bdf, struct smmu_host_dev
     if ((r = host_read_cdev(root, bdf, out->cdev, sizeof(out->cdev), err)) < 0 ||
         (r = host_read_numa(root, bdf, &out->numa_node, err)) < 0 ||
         (r = host_read_id(root, bdf, "vendor", out->vendor, sizeof(out->vendor), err)) < 0 ||
-        (r = host_read_id(root, bdf, "device", out->device, sizeof(out->device), err)) < 0)
+        (r = host_read_id(root, bdf, "device", out->device, sizeof(out->device), err)) < 0 ||
+        (r = host_read_bars(root, bdf, out, err)) < 0)
         return r;
     return 0;
 }

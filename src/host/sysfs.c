@@ -110,6 +110,46 @@ int sysfs_read_line(const char *path, char *out, size_t size, bool *present, str
     return 0;
 }
 
+int sysfs_read_file(const char *path, char *buf, size_t size, size_t *len, bool *present, struct smmu_error *err)
+{
+    size_t used = 0;
+    ssize_t n;
+    int fd;
+
+    *present = false;
+    *len = 0;
+    buf[0] = 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return smmu_error_set(err, -errno, "%s: cannot open: %s", path, strerror(errno));
+    }
+    for (;;) {
+        n = read(fd, buf + used, size - 1 - used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            return smmu_error_set(err, -e, "%s: cannot read: %s", path, strerror(e));
+        }
+        if (n == 0)
+            break;
+        used += (size_t)n;
+        if (used == size - 1) {
+            close(fd);
+            return smmu_error_set(err, -EOVERFLOW, "%s: unexpectedly long content (over %zu bytes)", path,
+                                  size - 2);
+        }
+    }
+    close(fd);
+    buf[used] = 0;
+    *len = used;
+    *present = true;
+    return 0;
+}
+
 static int sysfs_cmp_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);

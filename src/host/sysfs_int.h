@@ -22,6 +22,10 @@ int sysfs_link_basename(const char *path, char *out, size_t size, bool *present,
  * file does not exist. Errors: unreadable (its errno), longer than out (-EOVERFLOW). */
 int sysfs_read_line(const char *path, char *out, size_t size, bool *present, struct smmu_error *err);
 
+/* The whole file at path into buf (NUL-terminated, *len bytes before the NUL). *present = false (and 0) when
+ * it does not exist. Errors: unreadable (its errno), size - 1 bytes or more (-EOVERFLOW). */
+int sysfs_read_file(const char *path, char *buf, size_t size, size_t *len, bool *present, struct smmu_error *err);
+
 /* The entry names of directory path, sorted, "." and ".." skipped, as one malloc'ed array of malloc'ed
  * strings (free with sysfs_names_free). *present = false (and 0, *names NULL) when path does not exist. */
 int sysfs_list_dir(const char *path, char ***names, size_t *n, bool *present, struct smmu_error *err);

@@ -11,7 +11,7 @@
  * What fakesys_add_dev creates for B = dddd:bb:ss.f (paths relative to the root; every "→" is a relative
  * symlink computed from the common ancestor, as the kernel does):
  *   devices/pcidddd:00/dddd:00:00.0/B/                    the device (directly under pcidddd:00 when bb = 00)
- *       vendor, device, numa_node                          files, when given
+ *       vendor, device, numa_node, resource                files, when given
  *       iommu        → devices/platform/arm-smmu-v3.K.auto/iommu/<smmu>       when .smmu
  *       driver       → bus/pci/drivers/<driver>                               when .driver
  *       iommu_group  → kernel/iommu_groups/<group>                            when .group
@@ -41,7 +41,14 @@ struct fakesys_dev {
     const char *numa_node;  /* numa_node file content, e.g. "0" or "-1"; NULL: no file */
     const char *vendor;     /* vendor file content, e.g. "0x10de"; NULL: no file */
     const char *device;     /* device file content, e.g. "0x2342"; NULL: no file */
+    const char *resource;   /* resource file content verbatim (FAKESYS_RESOURCE_GPU, …); NULL: no file */
 };
+
+/* Real-looking sysfs `resource` files (13 lines: BAR0-5, ROM, 6 bridge/IOV windows, as the kernel writes them).
+ * GPU (Grace-Blackwell-like): BAR0 16 MiB 32-bit non-prefetchable, BAR2 128 GiB 64-bit prefetchable,
+ * BAR4 32 MiB 64-bit prefetchable. NIC: BAR0 32 MiB 64-bit prefetchable, BAR2 16 KiB 64-bit prefetchable. */
+extern const char FAKESYS_RESOURCE_GPU[];
+extern const char FAKESYS_RESOURCE_NIC[];
 
 /* A fake sysfs rooted at root (created if missing, left in place by fakesys_free), or, with root NULL, at a
  * fresh temporary directory that fakesys_free removes. */

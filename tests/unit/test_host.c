@@ -539,10 +539,116 @@ static void test_read_follows_changes(void **state)
     fakesys_free(f);
 }
 
+/* ---------------------------------------------------------------- BARs from sysfs resource */
+
+#define ZL "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
+
+static void test_resource_parse_ok(void **state)
+{
+    struct smmu_host_bar b[SMMU_HOST_NBARS];
+    struct smmu_error err = SMMU_ERROR_INIT;
+    (void)state;
+
+    assert_int_equal(smmu_host_parse_resource(FAKESYS_RESOURCE_GPU, strlen(FAKESYS_RESOURCE_GPU), "r", b, &err), 0);
+    assert_true(b[0].size == 16ull << 20 && !b[0].mem64 && !b[0].prefetch && !b[0].io);
+    assert_int_equal(b[1].size, 0);
+    assert_true(b[2].size == 128ull << 30 && b[2].mem64 && b[2].prefetch);
+    assert_int_equal(b[3].size, 0);
+    assert_true(b[4].size == 32ull << 20 && b[4].mem64 && b[4].prefetch);
+    assert_int_equal(b[5].size, 0);
+    assert_true(b[2].flags == 0x14220c);
+
+    assert_int_equal(smmu_host_parse_resource(FAKESYS_RESOURCE_NIC, strlen(FAKESYS_RESOURCE_NIC), "r", b, &err), 0);
+    assert_true(b[0].size == 32ull << 20 && b[0].mem64 && b[0].prefetch);
+    assert_true(b[2].size == 16 << 10 && b[2].mem64);
+
+    /* an I/O BAR, a 32-bit prefetchable one, exactly six lines without a final newline, tabs, upper case */
+    static const char odd[] = "0x1000 0x10ff 0x40101\n"
+                              "0x0000000080000000\t0x0000000080FFFFFF 0x0000000000042208\n" ZL ZL ZL ZL;
+    assert_int_equal(smmu_host_parse_resource(odd, strlen(odd) - 1, "r", b, &err), 0);
+    assert_true(b[0].io && b[0].size == 256 && !b[0].prefetch && !b[0].mem64);
+    assert_true(!b[1].io && b[1].prefetch && !b[1].mem64 && b[1].size == 16ull << 20);
+
+    char sz[32];
+    smmu_host_size_str(128ull << 30, sz, sizeof(sz));
+    assert_string_equal(sz, "128 GiB");
+    smmu_host_size_str(16 << 10, sz, sizeof(sz));
+    assert_string_equal(sz, "16 KiB");
+    smmu_host_size_str(1536, sz, sizeof(sz));
+    assert_string_equal(sz, "1536 B");
+    smmu_host_size_str(0, sz, sizeof(sz));
+    assert_string_equal(sz, "0 B");
+}
+
+static const struct { const char *text, *msg; } resource_bad[] = {
+    {"", "f: 0 lines, expected at least 6"},
+    {ZL ZL ZL ZL ZL, "f: 5 lines, expected at least 6"},
+    {ZL "\n" ZL ZL ZL ZL, "f:2: start is not a 0x hex number (got '')"},
+    {ZL "0x10 0x20\n" ZL ZL ZL ZL, "f:2: expected three fields"},
+    {"10 0x20 0x200\n" ZL ZL ZL ZL ZL, "f:1: start is not a 0x hex number (got '10 0x20 0x200')"},
+    {"0x10 0xzz 0x200\n" ZL ZL ZL ZL ZL, "f:1: end is not a 0x hex number"},
+    {"0x10 0x20 0x\n" ZL ZL ZL ZL ZL, "f:1: flags is not a 0x hex number"},
+    {"0x10 0x20 0x200 0x1\n" ZL ZL ZL ZL ZL, "f:1: trailing text after the three fields"},
+    {"0x10000000000000000 0x20 0x200\n" ZL ZL ZL ZL ZL, "f:1: start is not a 0x hex number"},
+    {ZL ZL "0x2000 0x1fff 0x200\n" ZL ZL ZL, "f:3: end 0x1fff lies before start 0x2000"},
+    {ZL ZL ZL "0x1000 0x1fff 0x2000\n" ZL ZL, "f:4: BAR3 flags 0x2000 must have exactly one of IORESOURCE_MEM"},
+    {ZL ZL ZL "0x1000 0x1fff 0x300\n" ZL ZL, "f:4: BAR3 flags 0x300"},
+    {"0x0 0xffffffffffffffff 0x200\n" ZL ZL ZL ZL ZL, "f:1: a BAR spanning all of"},
+    {ZL ZL ZL ZL ZL ZL "0x10 0x20 junk\n", "f:7: flags is not a 0x hex number"},
+};
+
+static void test_resource_parse_bad(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(resource_bad) / sizeof(resource_bad[0]); i++) {
+        struct smmu_host_bar b[SMMU_HOST_NBARS];
+        struct smmu_error err = SMMU_ERROR_INIT;
+        const char *t = resource_bad[i].text;
+        if (smmu_host_parse_resource(t, strlen(t), "f", b, &err) != -EINVAL)
+            fail_msg("case %zu accepted", i);
+        assert_contains(err.message, resource_bad[i].msg);
+    }
+    struct smmu_host_bar b[SMMU_HOST_NBARS];
+    struct smmu_error err = SMMU_ERROR_INIT;
+    static const char nul[] = ZL ZL "0x0\0" ZL ZL ZL;
+    assert_int_equal(smmu_host_parse_resource(nul, sizeof(nul) - 1, "f", b, &err), -EINVAL);
+    assert_contains(err.message, "f: contains a NUL byte");
+}
+
+static void test_read_bars(void **state)
+{
+    struct fakesys *f = fakesys_new(NULL);
+    struct smmu_host_dev d;
+    struct smmu_error err = SMMU_ERROR_INIT;
+    char want[PATH_MAX + 64];
+    (void)state;
+
+    fakesys_add_dev(f, &(struct fakesys_dev){.bdf = "0009:01:00.0", .smmu = SMMU_A, .driver = "vfio-pci",
+                                              .group = "1", .resource = FAKESYS_RESOURCE_GPU});
+    fakesys_add_dev(f, &(struct fakesys_dev){.bdf = "0009:02:00.0", .smmu = SMMU_A, .driver = "vfio-pci",
+                                              .group = "2"});
+    assert_int_equal(smmu_host_read(fakesys_root(f), "0009:01:00.0", &d, &err), 0);
+    assert_true(d.have_bars);
+    assert_true(d.bars[2].size == 128ull << 30 && d.bars[2].mem64 && d.bars[2].prefetch);
+    assert_true(d.bars[0].size == 16ull << 20 && !d.bars[0].mem64);
+    assert_int_equal(smmu_host_read(fakesys_root(f), "0009:02:00.0", &d, &err), 0);
+    assert_false(d.have_bars);
+    assert_int_equal(d.bars[2].size, 0);
+
+    fakesys_write(f, "bus/pci/devices/0009:02:00.0/resource", ZL ZL "0x1 0x2\n" ZL ZL ZL);
+    assert_int_equal(smmu_host_read(fakesys_root(f), "0009:02:00.0", &d, &err), -EINVAL);
+    snprintf(want, sizeof(want), "0009:02:00.0: %s/resource:3: expected three fields", fakesys_dev_path(f, "0009:02:00.0"));
+    assert_contains(err.message, want);
+    fakesys_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(test_bdf_accept),
+        cmocka_unit_test(test_resource_parse_ok),
+        cmocka_unit_test(test_resource_parse_bad),
+        cmocka_unit_test(test_read_bars),
         cmocka_unit_test(test_bdf_reject),
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_read_follows_changes),
