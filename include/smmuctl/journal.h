@@ -6,7 +6,8 @@
  * which host SMMU, which unplugs are pending, and the in-flight transaction with each step's state.
  *
  * Document (version 1):
- * {"version":1,"vm":NAME,"qmp":CANONICAL-ADDR,
+ * {"version":1,"vm":NAME,"qmp":CANONICAL-ADDR,"qemu":{"pid":N,"start":TICKS}  (unix: the QEMU instance),
+ *  "voided":[ID…]  (devices of a restarted QEMU, until status reports them vanished),
  *  "iommufd":{"id":"iommufd0","owned":true}|null,            owned = created by smmuctl (deleted by it)
  *  "devices":[{"id","bdf","host_smmu","vsmmu","port","fd_pass","state":"attached"|"unplug-pending"}],
  *  "txn":null|{"op":"attach"|"detach","pid":N,"started":ISO8601,
@@ -53,6 +54,21 @@ int smmu_journal_save(smmu_journal *j, struct smmu_error *err);
 
 /* Journal files written and fsync calls made (file + directory) since open, for benchmarks. */
 void smmu_journal_counters(const smmu_journal *j, unsigned long *writes, unsigned long *fsyncs);
+
+/* Whose journal is it (DESIGN §5): compare the recorded canonical QMP address and QEMU instance ("qemu":
+ * {"pid","start"}, unix sockets only) with the connected one. A journal that holds nothing is anybody's.
+ * OTHER_ADDRESS: refuse (nothing may be sent); RESTARTED: the old transaction is void (smmu_journal_void).
+ * why gets a sentence for either. Pure: no I/O. */
+enum smmu_owner { SMMU_OWNER_SAME, SMMU_OWNER_OTHER_ADDRESS, SMMU_OWNER_RESTARTED };
+struct qmp_peer;
+enum smmu_owner smmu_journal_owner_check(smmu_journal *j, const char *canonical, const struct qmp_peer *peer,
+                                         char *why, size_t len);
+/* Record the connected instance (address, and peer pid + start time when known). */
+void smmu_journal_owner_set(smmu_journal *j, const char *canonical, const struct qmp_peer *peer);
+/* A restarted QEMU: forget the devices, the transaction and the iommufd object (they belonged to the old
+ * process; nothing is undone in the new one). Their ids are kept in "voided" until `status` reports them as
+ * vanished. Returns the voided ids (borrowed by the journal: a new reference the caller decrefs). */
+json_t *smmu_journal_void(smmu_journal *j);
 
 /* Convenience accessors on the document. */
 json_t *smmu_journal_devices(smmu_journal *j);     /* the "devices" array (created if missing) */

@@ -105,6 +105,14 @@ const struct qmp_greeting *qmp_client_greeting(const qmp_client *c);
 struct event_base *qmp_client_base(const qmp_client *c);
 /* The connected socket (for SO_PEERCRED and the like; borrowed: never close it), or -1 when not connected. */
 int qmp_client_socket_fd(const qmp_client *c);
+/* The QEMU instance behind a unix socket: the peer's pid (SO_PEERCRED) and that process's start time
+ * (/proc/PID/stat field 22, clock ticks since boot; 0 if unreadable), which together survive pid reuse.
+ * Returns 0, -ENOTCONN, or the getsockopt errno (a tcp socket has no peer credentials). Never blocks. */
+struct qmp_peer {
+    int pid;
+    unsigned long long start_time;
+};
+int qmp_client_peer(const qmp_client *c, struct qmp_peer *out);
 /* Number of calls awaiting a reply. */
 size_t qmp_client_pending(const qmp_client *c);
 

@@ -199,7 +199,7 @@ int cli_fail_journal(struct cli *cli, const char *command, const struct smmu_err
     struct smmu_error h = *e;
     /* busy (another smmuctl) and corrupt (the message says what to do) are clear as they are; anything
      * else is the state dir itself: say how to choose another */
-    if (e->code != -EBUSY && e->code != -EPROTO)
+    if (e->code != -EBUSY && e->code != -EPROTO && e->code != -EXDEV) /* EXDEV: another VM's journal */
         smmu_error_prefix(&h, "state dir %s unusable (%s; choose another with --state-dir DIR or "
                           "SMMUCTL_STATE_DIR)", cli->state_dir, smmu_errno_name(e->code));
     return cli_fail(cli, command, EXIT_USAGE, &h, NULL);

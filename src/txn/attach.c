@@ -237,6 +237,14 @@ static bool rb_act(struct smmu_txn *t)
     const char *name = txn_step_str(step, "name");
     int unplug_ms = t->opts.unplug_timeout_ms > 0 ? t->opts.unplug_timeout_ms : 10000;
     if (!strcmp(kind, "device_add") && (txn_step_is(step, SMMU_STEP_DONE) || txn_step_is(step, SMMU_STEP_PENDING))) {
+        int v = t->f ? smmu_topology_find_vfio(&t->f->topo, name) : -1;
+        if (v >= 0 && !t->f->topo.vfio[v].hotplugged) {
+            /* QEMU says it was there at launch: not what this transaction plugged (a restarted QEMU whose
+             * command line has a device of that id). Never device_del it as an undo (DESIGN §5). */
+            txn_step_state(step, SMMU_STEP_FAILED);
+            txn_save(t);
+            return false;
+        }
         t->ids[0] = name;
         smmu_error_clear(&t->errs[0]);
         txn_unplug(t, t->ids, 1, unplug_ms, t->out, t->errs, rb_unplugged);

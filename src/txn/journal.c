@@ -1,6 +1,7 @@
 /* journal.c — per-VM journal file: flock, atomic replace, JSON document. See include/smmuctl/journal.h. */
 #define _GNU_SOURCE
 #include "smmuctl/journal.h"
+#include "smmuctl/qmp.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -21,6 +22,7 @@ struct smmu_journal {
     int lock_fd;
     json_t *doc;
     char *saved; /* the text the file holds (as loaded or last written), NULL if unknown */
+    bool on_disk; /* the file exists (loaded or written) */
     unsigned long writes, fsyncs; /* smmu_journal_counters */
 };
 
@@ -253,6 +255,7 @@ int smmu_journal_open(const char *state_dir, const char *vm, const char *qmp_can
             return r;
         }
         j->saved = json_dumps(j->doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER); /* as save would write it */
+        j->on_disk = true;
     } else if (errno != ENOENT) {
         r = smmu_error_set(err, -errno, "cannot read journal %s: %s", j->path, strerror(errno));
         smmu_journal_close(j);
@@ -288,6 +291,63 @@ const char *smmu_journal_path(const smmu_journal *j)
     return j->path;
 }
 
+/* No device, no transaction, no iommufd object: nothing worth a file. */
+static bool journal_empty(json_t *doc)
+{
+    json_t *fd = json_object_get(doc, "iommufd"), *txn = json_object_get(doc, "txn");
+    return json_array_size(json_object_get(doc, "devices")) == 0 && (!txn || json_is_null(txn)) &&
+           (!fd || json_is_null(fd)) && json_array_size(json_object_get(doc, "voided")) == 0;
+}
+
+enum smmu_owner smmu_journal_owner_check(smmu_journal *j, const char *canonical, const struct qmp_peer *peer,
+                                         char *why, size_t len)
+{
+    json_t *doc = j->doc, *q = json_object_get(doc, "qemu");
+    const char *addr = json_string_value(json_object_get(doc, "qmp"));
+    why[0] = 0;
+    if (journal_empty(doc))
+        return SMMU_OWNER_SAME; /* nothing to protect: whoever connects takes it over */
+    if (addr && *addr && canonical && *canonical && strcmp(addr, canonical)) {
+        snprintf(why, len, "journal %s belongs to the QEMU at %s, not %s: nothing was sent (give the --vm name "
+                 "of this VM, or --qmp %s to finish that VM's work)", j->path, addr, canonical, addr);
+        return SMMU_OWNER_OTHER_ADDRESS;
+    }
+    if (peer && peer->pid > 0 && json_is_object(q)) {
+        json_int_t opid = json_integer_value(json_object_get(q, "pid"));
+        json_int_t ostart = json_integer_value(json_object_get(q, "start"));
+        if (opid != peer->pid || (ostart && peer->start_time && (unsigned long long)ostart != peer->start_time)) {
+            snprintf(why, len, "QEMU at %s was restarted (pid %lld then, pid %d now): the journal's transaction and "
+                     "devices belonged to the old QEMU and are forgotten; nothing is undone in the new one",
+                     canonical ? canonical : "?", (long long)opid, peer->pid);
+            return SMMU_OWNER_RESTARTED;
+        }
+    }
+    return SMMU_OWNER_SAME;
+}
+
+void smmu_journal_owner_set(smmu_journal *j, const char *canonical, const struct qmp_peer *peer)
+{
+    if (canonical && *canonical)
+        json_object_set_new(j->doc, "qmp", json_string(canonical));
+    if (peer && peer->pid > 0)
+        json_object_set_new(j->doc, "qemu", json_pack("{s:i,s:I}", "pid", peer->pid, "start",
+                                                      (json_int_t)peer->start_time));
+}
+
+json_t *smmu_journal_void(smmu_journal *j)
+{
+    json_t *voided = json_object_get(j->doc, "voided");
+    json_t *ids = json_is_array(voided) ? json_incref(voided) : json_array(), *d;
+    size_t i;
+    json_array_foreach(json_object_get(j->doc, "devices"), i, d)
+        json_array_append(ids, json_object_get(d, "id"));
+    json_object_set(j->doc, "voided", ids);
+    json_object_set_new(j->doc, "devices", json_array());
+    json_object_set_new(j->doc, "txn", json_null());
+    json_object_set_new(j->doc, "iommufd", json_null()); /* the old QEMU's object died with it */
+    return ids;
+}
+
 int smmu_journal_save(smmu_journal *j, struct smmu_error *err)
 {
     char tmp[4200];
@@ -296,6 +356,10 @@ int smmu_journal_save(smmu_journal *j, struct smmu_error *err)
     size_t len, off = 0;
     if (!text)
         return smmu_error_set(err, -ENOMEM, "journal: out of memory");
+    if (!j->on_disk && journal_empty(j->doc)) { /* never create a journal that records nothing */
+        free(text);
+        return 0;
+    }
     if (j->saved && !strcmp(j->saved, text)) { /* what the file already holds: no write, no fsync, and a */
         free(text);                            /* read-only command leaves no journal behind */
         return 0;
@@ -345,6 +409,7 @@ int smmu_journal_save(smmu_journal *j, struct smmu_error *err)
         close(dfd);
     }
     j->saved = text;
+    j->on_disk = true;
     return 0;
 }
 

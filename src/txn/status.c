@@ -118,6 +118,11 @@ static void status_end(struct smmu_txn *t)
 {
     struct smmu_result *res = t->res;
     json_t *doc = smmu_journal_doc(t->j);
+    json_t *voided = json_object_get(doc, "voided"), *id;
+    size_t k;
+    json_array_foreach(voided, k, id) /* devices of a restarted QEMU's journal: reported once, then forgotten */
+        json_array_append(t->st_vanished, id);
+    json_object_del(doc, "voided");
     txn_save(t);
     json_t *txn = smmu_journal_txn(t->j);
     json_t *interrupted = txn ? json_deep_copy(txn) : json_null();

@@ -469,8 +469,37 @@ static void vm_lock_timer_cb(evutil_socket_t fd, short what, void *arg)
     vm_try_lock(arg);
 }
 
+/* Whose journal is it (DESIGN §5): another VM's address → refuse, nothing sent; a restarted QEMU on this
+ * address → the old transaction and devices are void (never undone in the new process). */
+static bool vm_check_owner(smmu_vm *vm)
+{
+    struct qmp_peer peer, *pp = qmp_client_peer(vm->c, &peer) == 0 ? &peer : NULL;
+    struct smmu_error e = SMMU_ERROR_INIT;
+    char why[sizeof(e.message)];
+    switch (smmu_journal_owner_check(vm->j, vm->canon, pp, why, sizeof(why))) {
+    case SMMU_OWNER_OTHER_ADDRESS:
+        smmu_error_set(&e, -EXDEV, "%s", why);
+        qmp_client_free(vm->c);
+        vm->c = NULL;
+        vm_close_all(vm, SMMU_STAGE_JOURNAL, &e);
+        return false;
+    case SMMU_OWNER_RESTARTED:
+        vm_log(vm, 1, "%s", why);
+        json_decref(smmu_journal_void(vm->j));
+        break;
+    default:
+        break;
+    }
+    smmu_journal_owner_set(vm->j, vm->canon, pp);
+    if (smmu_journal_save(vm->j, &e) < 0)
+        vm_log(vm, 2, "%s", e.message);
+    return true;
+}
+
 static void vm_connected(smmu_vm *vm)
 {
+    if (!vm_check_owner(vm))
+        return;
     vm_reconcile(vm); /* the lock was taken before connecting and stays ours across reconnects */
 }
 

@@ -51,6 +51,32 @@ static int rig_teardown(void **state)
     return 0;
 }
 
+/* The recordings played one after another were one QEMU instance; each is replayed by a new qmp-replay
+ * process. Tell the journal so (its "qemu" member names the instance: DESIGN §5 "Whose journal is it"),
+ * or the second run would rightly treat the first run's devices as a restarted QEMU's. */
+static void same_qemu(struct rig *g, pid_t pid)
+{
+    char path[4300], stat[64], buf[1024];
+    snprintf(path, sizeof(path), "%s/vm.json", g->state);
+    json_t *j = json_load_file(path, 0, NULL);
+    if (!j)
+        return; /* the first run: no journal yet */
+    snprintf(stat, sizeof(stat), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(stat, "r");
+    unsigned long long start = 0;
+    if (f && fgets(buf, sizeof(buf), f)) {
+        char *q = strrchr(buf, ')');
+        for (int field = 2; q && field < 22; field++)
+            q = strchr(q + 1, ' ');
+        start = q ? strtoull(q + 1, NULL, 10) : 0;
+    }
+    if (f)
+        fclose(f);
+    json_object_set_new(j, "qemu", json_pack("{s:i,s:I}", "pid", (int)pid, "start", (json_int_t)start));
+    assert_int_equal(json_dump_file(j, path, JSON_INDENT(1) | JSON_PRESERVE_ORDER), 0);
+    json_decref(j);
+}
+
 /* Play `fixture` to one smmuctl run with `args`; returns smmuctl's exit code, the replay must match exactly. */
 static int play(struct rig *g, const char *fixture, const char *const *args, struct smmu_run *r)
 {
@@ -63,6 +89,7 @@ static int play(struct rig *g, const char *fixture, const char *const *args, str
     snprintf(path, sizeof(path), "%s/%s", SMMU_FIXTURES_DIR, fixture);
     if (replay_proc_start(&p, path, g->sock, NULL, &err) < 0)
         fail_msg("qmp-replay %s: %s", fixture, err.message);
+    same_qemu(g, replay_proc_pid(p));
     for (size_t i = 0; args[i]; i++)
         argv[n++] = args[i];
     argv[n] = NULL;

@@ -128,6 +128,7 @@ static char *journal_state(const char *state_dir, const char *vm)
         fail_msg("no journal %s", path);
     json_object_del(j, "vm");
     json_object_del(j, "qmp");
+    json_object_del(j, "qemu"); /* each VM's own QEMU instance (pid, start time) */
     json_t *txn = json_object_get(j, "txn");
     if (json_is_object(txn)) {
         json_object_del(txn, "pid");
