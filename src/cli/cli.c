@@ -1,6 +1,7 @@
 /* cli.c — output, errors and the QMP connection for the command-line front-end. */
 #include "cli/cli.h"
 #include "smmuctl/xml.h"
+#include "smmuctl/error_json.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -30,16 +31,7 @@ int cli_timeout_ms(const struct cli *cli)
 
 json_t *cli_error_json(const struct smmu_error *e)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "code", json_string(smmu_errno_name(e ? e->code : 0)));
-    if (e && e->qmp_class[0])
-        json_object_set_new(o, "class", json_string(e->qmp_class));
-    if (e && e->qmp_desc[0])
-        json_object_set_new(o, "desc", json_string(e->qmp_desc));
-    if (e && e->step[0])
-        json_object_set_new(o, "step", json_string(e->step));
-    json_object_set_new(o, "message", json_string(e && e->message[0] ? e->message : "unknown error"));
-    return o;
+    return smmu_error_json(e); /* shared with the daemon's error replies */
 }
 
 void cli_print_json(struct cli *cli, json_t *obj)
