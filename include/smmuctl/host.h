@@ -3,6 +3,13 @@
  * Reads only; decides nothing beyond "is this device usable for VFIO passthrough". Every refusal names the
  * device and the culprit, e.g. "0009:01:00.0: bound to driver nvidia, not vfio-pci (bind it to vfio-pci
  * first: echo 0009:01:00.0 > /sys/bus/pci/drivers/nvidia/unbind; …)".
+ *
+ * Contracts: smmu_host_read and smmu_host_probe block on sysfs only (stat, readlink, small reads, one
+ * directory listing for the group); they never talk to QEMU. The rest is pure and never blocks. The caller
+ * owns *out and err; nothing is allocated for it to free and no argument is kept. Returns 0 or a negative
+ * errno with err (may be NULL) set: -EINVAL (BDF, odd attribute), -ENOENT, -ENOTDIR, -ENAMETOOLONG (a path
+ * under sysfs_root too long), -EOVERFLOW (an attribute longer than expected), -ENOMEM, or what the system
+ * call said; the checks add -ENODEV and -EBUSY as below.
  */
 #ifndef SMMUCTL_HOST_H
 #define SMMUCTL_HOST_H
