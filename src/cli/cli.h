@@ -36,6 +36,9 @@ struct cli {
     bool fd_pass, allow_mismatch, no_wait;
     const char *iommufd_id, *device_id;
     double unplug_timeout_s;
+    const char *format;   /* layout --format */
+    unsigned spare;       /* layout --spare (default 1) */
+    bool spare_set, no_accel;
     /* command and its arguments */
     const char *command;
     char **args;
@@ -99,5 +102,6 @@ int cmd_attach(struct cli *cli);
 int cmd_detach(struct cli *cli);
 int cmd_status(struct cli *cli);
 int cmd_recover(struct cli *cli);
+int cmd_layout(struct cli *cli);
 
 #endif

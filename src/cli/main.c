@@ -57,6 +57,18 @@ static const struct command commands[] = {
      "Send one QMP command and print QEMU's reply. JSON-ARGS is the \"arguments\" object, e.g.\n"
      "  smmuctl --qmp /run/vm1.qmp qmp qom-list '{\"path\":\"/machine/peripheral\"}'\n"
      "Exit 1 with QEMU's error class and desc when QEMU refuses the command.\n"},
+    {"layout", cmd_layout, "layout DEV... [--format qemu|xml] [--spare N] [--no-accel]",
+     "Print the boot topology a VM needs so that these host devices can be hot-plugged later, from host facts\n"
+     "alone (no --qmp): per host SMMU the devices sit behind, one pxb-pcie (numa_node from the devices, bus\n"
+     "numbers that do not collide), one arm-smmuv3 on it (accel=on unless --no-accel) and (devices + N)\n"
+     "hot-pluggable pcie-root-ports with pref64-reserve / mem-reserve sized from the devices' BARs (sysfs\n"
+     "resource), and the iommufd object. Ids are libvirt's (pci.K, iommuK), so both formats name the same.\n"
+     "  --format qemu     QEMU arguments, one per line (default): `mapfile -t A < file; qemu ... \"${A[@]}\"`\n"
+     "  --format xml      a libvirt <devices> fragment (+ <qemu:override> for pref64-reserve); says where it goes\n"
+     "  --spare N         free ports per vSMMU beyond one per device (default 1)\n"
+     "  --no-accel        arm-smmuv3 without accel=on (TCG, or no nested-translation host)\n"
+     "--json: {\"ok\":true,\"command\":\"layout\",\"vsmmus\":[…],\"qemu\":[…],\"xml\":\"…\",\"warnings\":[…]}.\n"
+     "Exit 0, 2 bad input (unknown device, no host SMMU, devices of one SMMU on two NUMA nodes, too many ports).\n"},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -118,6 +130,7 @@ static int command_help(const char *name)
 enum {
     OPT_VM = 1000, OPT_STATE_DIR, OPT_SYSFS, OPT_DEV, OPT_TIMEOUT, OPT_JSON, OPT_RECORD, OPT_QUIET,
     OPT_FD_PASS, OPT_IOMMUFD, OPT_ID, OPT_ALLOW_MISMATCH, OPT_UNPLUG_TIMEOUT, OPT_NO_WAIT,
+    OPT_FORMAT, OPT_SPARE, OPT_NO_ACCEL,
 };
 
 static const struct option long_opts[] = {
@@ -140,6 +153,9 @@ static const struct option long_opts[] = {
     {"allow-mismatch", no_argument, NULL, OPT_ALLOW_MISMATCH},
     {"unplug-timeout", required_argument, NULL, OPT_UNPLUG_TIMEOUT},
     {"no-wait", no_argument, NULL, OPT_NO_WAIT},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"spare", required_argument, NULL, OPT_SPARE},
+    {"no-accel", no_argument, NULL, OPT_NO_ACCEL},
     {NULL, 0, NULL, 0},
 };
 
@@ -163,6 +179,7 @@ static int check_option_scope(struct cli *cli, int opt, const char *optname)
     static const struct { int opt; const char *cmds; } scope[] = {
         {OPT_FD_PASS, " attach plan "}, {OPT_IOMMUFD, " attach plan "}, {OPT_ID, " attach plan "},
         {OPT_ALLOW_MISMATCH, " attach plan "}, {OPT_UNPLUG_TIMEOUT, " detach "}, {OPT_NO_WAIT, " detach "},
+        {OPT_FORMAT, " layout "}, {OPT_SPARE, " layout "}, {OPT_NO_ACCEL, " layout "},
     };
     for (size_t i = 0; i < sizeof(scope) / sizeof(scope[0]); i++) {
         if (scope[i].opt != opt)
@@ -228,6 +245,18 @@ static int cli_main(int argc, char **argv)
                                        optarg);
             break;
         case OPT_NO_WAIT: cli.no_wait = true; break;
+        case OPT_FORMAT: cli.format = optarg; break;
+        case OPT_SPARE: {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || !*optarg || *end || v < 0 || v > 31)
+                return cli_usage_error(&cli, NULL, "--spare: '%s' is not a number of ports from 0 to 31", optarg);
+            cli.spare = (unsigned)v;
+            cli.spare_set = true;
+            break;
+        }
+        case OPT_NO_ACCEL: cli.no_accel = true; break;
         case ':':
             return cli_usage_error(&cli, NULL, "option %s needs a value (see smmuctl --help)", name);
         default:
