@@ -1,0 +1,157 @@
+/* test_e2e_layout.c — real QEMU 11 boots what `smmuctl layout --format qemu --no-accel` prints, and
+ * `smmuctl topology --json` on that VM shows what layout promised: one pxb per host SMMU with its bus_nr and
+ * NUMA node, the vSMMU on it, the root ports (ids, chassis/port) behind each vSMMU, all free and hot-pluggable.
+ * The host is a fake sysfs: two GPUs and a NIC behind two host SMMUs on two NUMA nodes. Skips without QEMU 11
+ * (scripts/install-qemu11). accel=on needs KVM, which this TCG host lacks (FACTS): hence --no-accel. This host
+ * has no /dev/iommu either, so the iommufd object gets an inherited fd of a regular file (",fd=N", which QEMU
+ * does not check: FACTS) appended; every other argument is layout's, verbatim. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "support/fakesys.h"
+#include "support/qemu.h"
+#include "support/runcli.h"
+
+#define RUN_MS 30000
+
+static void test_layout_boots(void **state)
+{
+    struct fakesys *fs;
+    struct smmu_qemu *q = NULL;
+    struct smmu_run r;
+    json_t *lay, *topo;
+    const char *args[64];
+    size_t na = 0;
+    (void)state;
+
+    if (!smmu_qemu_available()) {
+        fprintf(stderr, "SKIP: QEMU 11 not installed in %s (run scripts/install-qemu11)\n", smmu_qemu_dir());
+        skip();
+    }
+    fs = fakesys_new(NULL);
+    fakesys_add_dev(fs, &(struct fakesys_dev){.bdf = "0009:01:00.0", .smmu = "smmu3.0x0000000016000000",
+                                               .driver = "vfio-pci", .group = "1", .numa_node = "0",
+                                               .resource = FAKESYS_RESOURCE_GPU});
+    fakesys_add_dev(fs, &(struct fakesys_dev){.bdf = "0009:02:00.0", .smmu = "smmu3.0x0000000016000000",
+                                               .driver = "vfio-pci", .group = "2", .numa_node = "0",
+                                               .resource = FAKESYS_RESOURCE_NIC});
+    fakesys_add_dev(fs, &(struct fakesys_dev){.bdf = "0019:01:00.0", .smmu = "smmu3.0x0000000026000000",
+                                               .driver = "vfio-pci", .group = "3", .numa_node = "1",
+                                               .resource = FAKESYS_RESOURCE_GPU});
+
+    smmu_run_cli(&r, (const char *[]){"--sysfs", fakesys_root(fs), "--json", "layout", "--no-accel", "0009:01:00.0",
+                                      "0009:02:00.0", "0019:01:00.0", NULL}, RUN_MS);
+    assert_int_equal(r.status, 0);
+    lay = smmu_run_json(&r);
+    assert_non_null(lay);
+    smmu_run_free(&r);
+
+    /* the text form is the same argument list, one per line */
+    smmu_run_cli(&r, (const char *[]){"--sysfs", fakesys_root(fs), "layout", "--no-accel", "0009:01:00.0",
+                                      "0009:02:00.0", "0019:01:00.0", NULL}, RUN_MS);
+    assert_int_equal(r.status, 0);
+    {
+        json_t *qa = json_object_get(lay, "qemu"), *v;
+        size_t i;
+        char *lines = strdup(r.out), *save = NULL, *t = strtok_r(lines, "\n", &save);
+        json_array_foreach(qa, i, v) {
+            assert_non_null(t);
+            assert_string_equal(t, json_string_value(v));
+            t = strtok_r(NULL, "\n", &save);
+        }
+        assert_null(t);
+        free(lines);
+    }
+    smmu_run_free(&r);
+
+    /* two guest NUMA nodes for the pxbs' numa_node */
+    static const char *const numa[] = {"-m", "1G", "-smp", "2",
+        "-object", "memory-backend-ram,id=m0,size=512M", "-object", "memory-backend-ram,id=m1,size=512M",
+        "-numa", "node,nodeid=0,cpus=0,memdev=m0", "-numa", "node,nodeid=1,cpus=1,memdev=m1"};
+    for (size_t i = 0; i < sizeof(numa) / sizeof(numa[0]); i++)
+        args[na++] = numa[i];
+    char iommufd_arg[64] = "";
+    int fakefd = open("/dev/null", O_RDWR); /* no O_CLOEXEC: QEMU inherits it */
+    assert_true(fakefd >= 0);
+    {
+        json_t *v;
+        size_t i;
+        json_array_foreach(json_object_get(lay, "qemu"), i, v) {
+            assert_true(na < 63);
+            args[na++] = json_string_value(v);
+            if (!strcmp(json_string_value(v), "iommufd,id=iommufd0")) {
+                snprintf(iommufd_arg, sizeof(iommufd_arg), "iommufd,id=iommufd0,fd=%d", fakefd);
+                args[na - 1] = iommufd_arg;
+            }
+        }
+    }
+    assert_true(iommufd_arg[0]);
+    args[na] = NULL;
+    if (smmu_qemu_start(&q, "aarch64", args) < 0)
+        fail_msg("QEMU refused the layout: %s", smmu_qemu_last_error());
+    close(fakefd);
+
+    smmu_run_cli(&r, (const char *[]){"--qmp", smmu_qemu_socket_path(q), "--sysfs", fakesys_root(fs), "--json",
+                                      "topology", NULL}, RUN_MS);
+    if (r.status != 0)
+        fail_msg("topology: exit %d: %s", r.status, r.err);
+    topo = smmu_run_json(&r);
+    assert_non_null(topo);
+    smmu_run_free(&r);
+
+    json_t *lv = json_object_get(lay, "vsmmus"), *tv = json_object_get(topo, "vsmmus");
+    assert_int_equal(json_array_size(lv), 2);
+    assert_int_equal(json_array_size(tv), json_array_size(lv));
+    for (size_t k = 0; k < json_array_size(lv); k++) {
+        json_t *l = json_array_get(lv, k), *t = NULL, *x;
+        size_t i;
+        json_array_foreach(tv, i, x)
+            if (!strcmp(json_string_value(json_object_get(x, "id")), json_string_value(json_object_get(l, "id"))))
+                t = x;
+        if (!t)
+            fail_msg("vSMMU %s not in topology", json_string_value(json_object_get(l, "id")));
+        assert_string_equal(json_string_value(json_object_get(t, "pxb")), json_string_value(json_object_get(l, "pxb")));
+        assert_int_equal(json_integer_value(json_object_get(t, "bus_nr")), json_integer_value(json_object_get(l, "bus_nr")));
+        assert_int_equal(json_integer_value(json_object_get(t, "numa_node")),
+                         json_integer_value(json_object_get(l, "numa_node")));
+        assert_true(json_is_false(json_object_get(t, "accel")));
+        assert_true(json_is_null(json_object_get(t, "bound_smmu")));
+        json_t *lp = json_object_get(l, "root_ports"), *tp = json_object_get(t, "ports");
+        assert_int_equal(json_array_size(tp), json_array_size(lp));
+        assert_int_equal(json_array_size(lp), json_array_size(json_object_get(l, "devices")) + 1);
+        for (size_t j = 0; j < json_array_size(lp); j++) {
+            json_t *a = json_array_get(lp, j), *b = json_array_get(tp, j);
+            assert_string_equal(json_string_value(json_object_get(b, "id")), json_string_value(json_object_get(a, "id")));
+            assert_int_equal(json_integer_value(json_object_get(b, "chassis")),
+                             json_integer_value(json_object_get(a, "chassis")));
+            assert_int_equal(json_integer_value(json_object_get(b, "port")), json_integer_value(json_object_get(a, "port")));
+            assert_true(json_is_true(json_object_get(b, "hotplug")));
+            assert_true(json_is_null(json_object_get(b, "occupant")));
+        }
+    }
+    /* the pxbs' numa nodes as layout chose them from sysfs: 0 for SMMU A, 1 for SMMU B */
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(lv, 0), "numa_node")), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(lv, 1), "numa_node")), 1);
+    assert_int_equal(json_array_size(json_object_get(topo, "other_ports")), 0);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(topo, "iommufds"), 0)), "iommufd0");
+    json_decref(topo);
+    json_decref(lay);
+    smmu_qemu_stop(q);
+    fakesys_free(fs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_layout_boots, smmu_qemu_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
