@@ -195,7 +195,7 @@ static int check_option_scope(struct cli *cli, int opt, const char *optname)
 static int cli_main(int argc, char **argv)
 {
     struct cli cli = {0};
-    int opt, r;
+    int opt, r, longindex;
     struct { int opt; const char *name; } seen[64];
     size_t nseen = 0;
 
@@ -210,7 +210,7 @@ static int cli_main(int argc, char **argv)
     cli.unplug_timeout_s = 10;
 
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":q:S:vhV", long_opts, NULL)) != -1) {
+    while ((longindex = -1, opt = getopt_long(argc, argv, ":q:S:vhV", long_opts, &longindex)) != -1) {
         const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
         switch (opt) {
         case 'q': cli.qmp_addr = optarg; break;
@@ -263,7 +263,8 @@ static int cli_main(int argc, char **argv)
             return cli_usage_error(&cli, NULL, "unknown option '%s' (see smmuctl --help)", name);
         }
         if (opt >= OPT_FD_PASS && nseen < sizeof(seen) / sizeof(seen[0])) {
-            const char *n = name;
+            /* the option's own name: argv[optind - 1] is its value when given as "--opt VALUE" */
+            const char *n = longindex >= 0 ? long_opts[longindex].name : name;
             while (*n == '-')
                 n++;
             seen[nseen].opt = opt;

@@ -97,6 +97,27 @@ static void test_json_usage_errors_print_one_object(void **st)
     smmu_run_free(&r);
 }
 
+/* A command option given to the wrong command is named in the error, also when its value is a separate
+ * argument ("--iommufd X": the message said "option --X"). */
+static void test_option_scope_names_the_option(void **st)
+{
+    struct smmu_run r;
+    (void)st;
+    assert_int_equal(run(&r, (const char *[]){"--qmp", "/nonexistent/qmp.sock", "topology", "--iommufd", "x", NULL}),
+                     2);
+    assert_non_null(strstr(r.err, "option --iommufd is only valid with: attach plan"));
+    smmu_run_free(&r);
+    assert_int_equal(run(&r, (const char *[]){"--json", "--qmp", "/nonexistent/qmp.sock", "detach", "--spare", "1",
+                                              "x", NULL}),
+                     2);
+    assert_json_error(&r, "detach", 2, "option --spare is only valid with: layout");
+    smmu_run_free(&r);
+    assert_int_equal(run(&r, (const char *[]){"--qmp", "/nonexistent/qmp.sock", "status", "--unplug-timeout=5", NULL}),
+                     2);
+    assert_non_null(strstr(r.err, "option --unplug-timeout is only valid with: detach"));
+    smmu_run_free(&r);
+}
+
 static void test_stdout_write_error_fails(void **st)
 {
     (void)st;
@@ -172,6 +193,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_empty_device_name),
         cmocka_unit_test(test_json_usage_errors_print_one_object),
+        cmocka_unit_test(test_option_scope_names_the_option),
         cmocka_unit_test(test_stdout_write_error_fails),
         cmocka_unit_test(test_qmp_not_a_socket),
         cmocka_unit_test(test_qmp_path_too_long),
