@@ -65,7 +65,7 @@ static pid_t spawn(struct fx *f, const char *const *cmd)
     if (pid != 0)
         return pid;
     const char *argv[24] = {"smmuctl", "--qmp", simh_qmp_path(f->h), "--state-dir", f->state, "--sysfs",
-                            fakesys_root(f->fs), "--timeout", "120"};
+                            fakesys_root(f->fs), "--timeout", "5"}; /* a cancel waits out the reply in flight */
     size_t n = 9;
     for (size_t i = 0; cmd[i] && n < 23; i++)
         argv[n++] = cmd[i];
@@ -124,6 +124,12 @@ static void test_sigint_during_attach_rolls_back(void **st)
     assert_non_null(o);
     assert_string_equal(json_string_value(json_object_get(o, "outcome")), "rolled-back");
     json_decref(o);
+    /* the signal ended it, not the reply timeout: smmuctl said so */
+    snprintf(path, sizeof(path), "%s/err.txt", f->state);
+    char *err = smmu_test_read_file(path, NULL);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "interrupted (signal 2)"));
+    free(err);
 }
 
 static void test_sigterm_during_detach_leaves_it_pending(void **st)
