@@ -240,8 +240,11 @@ static bool rb_act(struct smmu_txn *t)
         int v = t->f ? smmu_topology_find_vfio(&t->f->topo, name) : -1;
         if (v >= 0 && !t->f->topo.vfio[v].hotplugged) {
             /* QEMU says it was there at launch: not what this transaction plugged (a restarted QEMU whose
-             * command line has a device of that id). Never device_del it as an undo (DESIGN §5). */
+             * command line has a device of that id). Never device_del it as an undo (DESIGN §5). The device
+             * this transaction plugged is not in QEMU: status/recover report it vanished. */
             txn_step_state(step, SMMU_STEP_FAILED);
+            if (t->st_vanished)
+                json_array_append_new(t->st_vanished, json_string(name));
             txn_save(t);
             return false;
         }

@@ -334,13 +334,37 @@ void smmu_journal_owner_set(smmu_journal *j, const char *canonical, const struct
                                                       (json_int_t)peer->start_time));
 }
 
+/* Append the string id to ids unless it is there already. */
+static void journal_void_id(json_t *ids, json_t *id)
+{
+    size_t i;
+    json_t *v;
+    if (!json_is_string(id))
+        return;
+    json_array_foreach(ids, i, v)
+        if (json_equal(v, id))
+            return;
+    json_array_append(ids, id);
+}
+
 json_t *smmu_journal_void(smmu_journal *j)
 {
     json_t *voided = json_object_get(j->doc, "voided");
     json_t *ids = json_is_array(voided) ? json_incref(voided) : json_array(), *d;
     size_t i;
     json_array_foreach(json_object_get(j->doc, "devices"), i, d)
-        json_array_append(ids, json_object_get(d, "id"));
+        journal_void_id(ids, json_object_get(d, "id"));
+    /* and the devices the open transaction plugged or may have plugged (device_add sent, done or pending):
+     * an attach killed mid-way has them only there */
+    json_t *txn = json_object_get(j->doc, "txn");
+    json_array_foreach(json_is_object(txn) ? json_object_get(txn, "steps") : NULL, i, d) {
+        const char *kind = json_string_value(json_object_get(d, "kind"));
+        const char *state = json_string_value(json_object_get(d, "state"));
+        if (kind && state && !strcmp(kind, "device_add") &&
+            (!strcmp(state, "sent") || !strcmp(state, "done") || !strcmp(state, "pending") ||
+             !strcmp(state, "refused")))
+            journal_void_id(ids, json_object_get(d, "name"));
+    }
     json_object_set(j->doc, "voided", ids);
     json_object_set_new(j->doc, "devices", json_array());
     json_object_set_new(j->doc, "txn", json_null());

@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,25 @@ static void test_recover_refuses_another_vms_journal(void **st)
     simh_stop(c);
 }
 
+/* The journal's recorded address is pointed at h's socket (the same socket path is not reusable across simh
+ * instances; "same address" is what matters: this models QEMU restarted in place). keep_instance false also
+ * drops the recorded QEMU process, as a journal written over tcp (no SO_PEERCRED) has none. */
+static void journal_moves_to(struct fx *f, struct simh *h, bool keep_instance)
+{
+    char jpath[4200];
+    snprintf(jpath, sizeof(jpath), "%s/shared.json", f->state);
+    json_t *j = json_load_file(jpath, 0, NULL);
+    assert_non_null(j);
+    assert_true(json_is_object(json_object_get(j, "qemu"))); /* the interrupted run recorded its QEMU */
+    char canon[600];
+    snprintf(canon, sizeof(canon), "unix:%s", simh_qmp_path(h));
+    json_object_set_new(j, "qmp", json_string(canon));
+    if (!keep_instance)
+        json_object_del(j, "qemu");
+    assert_int_equal(json_dump_file(j, jpath, JSON_INDENT(1) | JSON_PRESERVE_ORDER), 0);
+    json_decref(j);
+}
+
 static void test_restarted_qemu_voids_the_old_transaction(void **st)
 {
     struct fx *f = *st;
@@ -136,30 +156,72 @@ static void test_restarted_qemu_voids_the_old_transaction(void **st)
     struct smmu_run r;
     interrupted_attach(f, h);
     simh_stop(h);
-    /* the same socket path is not reusable across simh instances; "same address" is what matters: point the
-     * journal's recorded address at the new socket to model QEMU restarted in place */
     h = start_sim(f, ID);
-    char jpath[4200];
-    snprintf(jpath, sizeof(jpath), "%s/shared.json", f->state);
-    json_t *j = json_load_file(jpath, 0, NULL);
-    assert_non_null(j);
-    char canon[600];
-    snprintf(canon, sizeof(canon), "unix:%s", simh_qmp_path(h));
-    json_object_set_new(j, "qmp", json_string(canon));
-    assert_int_equal(json_dump_file(j, jpath, JSON_INDENT(1) | JSON_PRESERVE_ORDER), 0);
-    json_decref(j);
+    journal_moves_to(f, h, true);
 
     char *before = devices_of(h);
     assert_int_equal(cli(f, h, &r, (const char *[]){"--json", "recover", NULL}), 0);
     json_t *o = smmu_run_json(&r);
     assert_non_null(o);
     json_t *van = json_object_get(o, "vanished");
-    assert_true(json_is_array(van));
+    assert_int_equal(json_array_size(van), 1); /* the journal's device, reported once */
+    assert_string_equal(json_string_value(json_array_get(van, 0)), ID);
+    assert_true(json_is_null(json_object_get(o, "interrupted")));
     json_decref(o);
     assert_non_null(strstr(r.err, "was restarted"));
     smmu_run_free(&r);
     char *after = devices_of(h);
     assert_string_equal(after, before); /* the cold-plugged device of the same id was not unplugged */
+    /* and forgotten: the next status has nothing open, vanished nothing, and sees ID as QEMU's own device */
+    assert_int_equal(cli(f, h, &r, (const char *[]){"--json", "status", NULL}), 0);
+    o = smmu_run_json(&r);
+    assert_non_null(o);
+    assert_int_equal(json_array_size(json_object_get(o, "vanished")), 0);
+    assert_int_equal(json_array_size(json_object_get(o, "attached")), 0);
+    assert_true(json_is_null(json_object_get(o, "interrupted")));
+    json_t *u = json_object_get(o, "unknown");
+    assert_int_equal(json_array_size(u), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(u, 0), "id")), ID);
+    json_decref(o);
+    smmu_run_free(&r);
+    free(before);
+    free(after);
+    simh_stop(h);
+}
+
+/* Independently of the instance check (a journal that cannot tell which QEMU wrote it, as over tcp): a
+ * device QEMU reports cold-plugged (QOM hotplugged false) is never device_del'ed as an undo, even when it
+ * has the id the interrupted transaction used. */
+static void test_rollback_never_unplugs_a_cold_plugged_device(void **st)
+{
+    struct fx *f = *st;
+    struct simh *h = start_sim(f, NULL);
+    struct smmu_run r;
+    interrupted_attach(f, h);
+    simh_stop(h);
+    h = start_sim(f, ID);
+    journal_moves_to(f, h, false);
+    char *before = devices_of(h), rec[4200];
+    snprintf(rec, sizeof(rec), "%s/rec.txt", f->state);
+    assert_int_equal(cli(f, h, &r, (const char *[]){"--json", "--record", rec, "recover", NULL}), 0);
+    char *after = devices_of(h);
+    assert_string_equal(after, before); /* the cold-plugged device is still there */
+    char *sent = smmu_test_read_file(rec, NULL);
+    assert_non_null(sent);
+    assert_null(strstr(sent, "device_del")); /* not even tried */
+    free(sent);
+    json_t *o = smmu_run_json(&r);
+    assert_non_null(o);
+    /* what this transaction plugged is not in QEMU (the device of that id was there at launch) */
+    json_t *van = json_object_get(o, "vanished");
+    assert_int_equal(json_array_size(van), 1);
+    assert_string_equal(json_string_value(json_array_get(van, 0)), ID);
+    assert_true(json_is_null(json_object_get(o, "interrupted")));
+    json_t *u = json_object_get(o, "unknown"); /* QEMU's own device, listed as such */
+    assert_int_equal(json_array_size(u), 1);
+    assert_true(json_is_false(json_object_get(json_array_get(u, 0), "hotplugged")));
+    json_decref(o);
+    smmu_run_free(&r);
     free(before);
     free(after);
     simh_stop(h);
@@ -170,6 +232,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_recover_refuses_another_vms_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restarted_qemu_voids_the_old_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rollback_never_unplugs_a_cold_plugged_device, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
