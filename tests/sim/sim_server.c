@@ -637,6 +637,14 @@ static void ctl_command(struct ctl *c, const char *line)
     } else if (!strcmp(cmd, "unplug")) {
         res = sim_srv_set_unplug(srv->s, m, err, sizeof(err)) < 0 ? json_pack("{s:b,s:s}", "ok", 0, "error", err)
                                                                     : json_pack("{s:b}", "ok", 1);
+        /* a device whose unplug is already pending (e.g. mode never): the guest acts on it now, as set */
+        const char *uid = json_string_value(json_object_get(m, "id"));
+        const char *umode = json_string_value(json_object_get(m, "mode"));
+        struct sim_dev *ud = uid && uid[0] ? sim_dev_by_id(srv->s, uid) : NULL;
+        bool gerr = umode && !strcmp(umode, "guest-error");
+        if (json_is_true(json_object_get(res, "ok")) && ud && ud->unplug_pending &&
+            (!umode || !strcmp(umode, "event") || gerr))
+            sim_srv_unplug_later(srv, uid, (int)json_integer_value(json_object_get(m, "delay_ms")), gerr);
     } else if (!strcmp(cmd, "advance")) {
         /* move the virtual clock (it only runs while the guest runs, as QEMU_CLOCK_VIRTUAL) */
         if (srv->s->runstate == RS_RUNNING)

@@ -399,6 +399,14 @@ static void test_unplug_pending_and_guest_error(void **state)
     expect_ok(f, "{\"execute\":\"device_del\",\"arguments\":{\"id\":\"hostdev0\"}}");
     expect_err(f, "{\"execute\":\"device_del\",\"arguments\":{\"id\":\"hostdev0\"}}", "GenericError",
                "Device hostdev0 is already in the process of unplug");
+    /* the guest releases the pending device when told to: the unplug control acts on it now */
+    assert_int_equal(simh_unplug(f->h, "{\"id\":\"hostdev0\",\"mode\":\"event\",\"delay_ms\":0}"), 0);
+    e = simh_qmp_wait_event(f->fd, "DEVICE_DELETED", "hostdev0", T);
+    assert_non_null(e);
+    json_decref(e);
+    d = simh_dump(f->h);
+    assert_null(simh_dump_device(d, "hostdev0"));
+    json_decref(d);
     fx_free(f);
 }
 
