@@ -81,39 +81,56 @@ static int journal_mkdir_p(const char *dir, struct smmu_error *err)
     return 0;
 }
 
-/* " (pid N: smmuctl --qmp … detach hostdev0)" for the pid the holder wrote into the lock file, read from
- * /proc/N/cmdline; "" when the file names no pid or that pid is gone (never name a dead process: the lock
- * may be held by a child that inherited it, or the holder has not written its pid yet). */
+#define JOURNAL_CMD_MAX 400 /* the holder's command as written in the lock file and compared (truncated alike) */
+
+/* /proc/PID/cmdline as one line (arguments joined by spaces, control characters as '?'); "" when unreadable
+ * (gone, or a zombie: its cmdline is empty). */
+static void journal_cmdline(long pid, char *out, size_t len)
+{
+    char path[64];
+    out[0] = 0;
+    if (pid > 0)
+        snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+    else
+        snprintf(path, sizeof(path), "/proc/self/cmdline");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t m = read(fd, out, len - 1);
+    close(fd);
+    if (m <= 0)
+        return;
+    while (m > 0 && out[m - 1] == 0)
+        m--;
+    out[m] = 0;
+    for (ssize_t i = 0; i < m; i++)
+        if (out[i] == 0)
+            out[i] = ' '; /* NUL-separated arguments */
+        else if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
+            out[i] = '?';
+}
+
+/* " (pid N: smmuctl --qmp … detach hostdev0)" for the holder the lock file names: "PID\nCOMMAND\n", written by
+ * the holder once it has the lock. "" unless that pid is alive and still runs the command it wrote — never
+ * name a dead process (the lock may be held by a child that inherited it, the holder may not have written yet,
+ * or its pid may belong to another program by now). */
 static void journal_lock_holder(int lock_fd, char *out, size_t len)
 {
-    char buf[32] = "", path[64], cmd[300] = "";
+    char buf[32 + JOURNAL_CMD_MAX + 2] = "", cmd[JOURNAL_CMD_MAX];
     ssize_t n = pread(lock_fd, buf, sizeof(buf) - 1, 0);
     char *end;
     long pid;
     out[0] = 0;
     buf[n > 0 ? n : 0] = 0;
     pid = strtol(buf, &end, 10);
-    if (end == buf || pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH))
+    if (end == buf || pid <= 0 || (*end != '\n' && *end != 0))
         return;
-    snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        ssize_t m = read(fd, cmd, sizeof(cmd) - 1);
-        close(fd);
-        if (m > 0) {
-            for (ssize_t i = 0; i < m - 1; i++) /* NUL-separated arguments */
-                if (cmd[i] == 0)
-                    cmd[i] = ' ';
-            cmd[m] = 0;
-            for (char *p = cmd; *p; p++)
-                if ((unsigned char)*p < 0x20)
-                    *p = '?';
-        }
-    }
-    if (cmd[0])
-        snprintf(out, len, " (pid %ld: %s)", pid, cmd);
-    else
-        snprintf(out, len, " (pid %ld)", pid);
+    char *want = *end ? end + 1 : end;
+    want[strcspn(want, "\n")] = 0;
+    journal_cmdline(pid, cmd, sizeof(cmd));
+    if (!cmd[0] || (want[0] && strcmp(want, cmd)))
+        return; /* gone, a zombie, or another program now */
+    snprintf(out, len, " (pid %ld: %s)", pid, cmd);
 }
 
 static int journal_lock(smmu_journal *j, int wait_ms, struct smmu_error *err)
@@ -139,10 +156,11 @@ static int journal_lock(smmu_journal *j, int wait_ms, struct smmu_error *err)
         struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    /* Note our pid in the lock file, for the message of whoever waits behind us. */
-    char pid[32];
-    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-    if (ftruncate(j->lock_fd, 0) == 0 && pwrite(j->lock_fd, pid, (size_t)n, 0) < 0)
+    /* Note who we are in the lock file (pid and command), for the message of whoever waits behind us. */
+    char cmd[JOURNAL_CMD_MAX], who[32 + JOURNAL_CMD_MAX + 2];
+    journal_cmdline(0, cmd, sizeof(cmd));
+    int n = snprintf(who, sizeof(who), "%d\n%s\n", (int)getpid(), cmd);
+    if (ftruncate(j->lock_fd, 0) == 0 && pwrite(j->lock_fd, who, (size_t)n, 0) < 0)
         (void)0;
     return 0;
 }

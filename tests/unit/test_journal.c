@@ -1,6 +1,8 @@
 /* test_journal.c — the per-VM journal: names, load/save round trip, atomic replace, flock, corrupt files. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -196,6 +198,65 @@ static void test_lock(void **state)
     free(dir);
 }
 
+/* The lock file names the holder (pid and command), but a waiter never names a process that is not the holder
+ * any more: here the pid that wrote it has exited (a zombie, not yet reaped, then reaped) while a child it forked
+ * keeps the lock (the flock is shared by the inherited fd), and then the file names a live pid that runs another
+ * command (a reused pid). */
+static void test_lock_never_names_a_gone_holder(void **state)
+{
+    (void)state;
+    char *dir = smmu_test_mkdtemp("journal");
+    struct smmu_error e = SMMU_ERROR_INIT;
+    smmu_journal *j;
+    int ready[2], go[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(go), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        smmu_journal *cj;
+        char c = 0;
+        if (smmu_journal_open(dir, "vm1", "", 1000, &cj, NULL) < 0)
+            _exit(1);
+        if (fork() == 0) { /* the grandchild inherits the locked fd and holds the lock until told */
+            if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
+                _exit(1);
+            _exit(0);
+        }
+        _exit(0); /* the writer of the lock file is gone */
+    }
+    char c, want[64], lock[4300];
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    snprintf(want, sizeof(want), "(pid %d", (int)pid);
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0); /* exited, still a zombie */
+    assert_int_equal(smmu_journal_open(dir, "vm1", "", 50, &j, &e), -EBUSY);
+    bool named_zombie = strstr(e.message, want) != NULL;
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid); /* reaped: gone for good */
+    assert_int_equal(smmu_journal_open(dir, "vm1", "", 50, &j, &e), -EBUSY);
+    bool named_dead = strstr(e.message, want) != NULL;
+    /* a reused pid: alive (this test), but not running what the holder wrote */
+    snprintf(lock, sizeof(lock), "%s/vm1.lock", dir);
+    FILE *fp = fopen(lock, "w");
+    assert_non_null(fp);
+    fprintf(fp, "%d\nsmmuctl --qmp /run/vm1.qmp attach 0009:01:00.0\n", (int)getpid());
+    fclose(fp);
+    assert_int_equal(smmu_journal_open(dir, "vm1", "", 50, &j, &e), -EBUSY);
+    snprintf(want, sizeof(want), "(pid %d", (int)getpid());
+    bool named_other = strstr(e.message, want) != NULL;
+    assert_int_equal(write(go[1], "g", 1), 1); /* let the grandchild go before asserting */
+    assert_false(named_zombie);
+    assert_false(named_dead);
+    assert_false(named_other);
+    assert_non_null(strstr(e.message, "another smmuctl is working on this VM"));
+    close(ready[0]); close(ready[1]); close(go[0]); close(go[1]);
+    assert_int_equal(smmu_journal_open(dir, "vm1", "", 5000, &j, &e), 0); /* released with the grandchild */
+    smmu_journal_close(j);
+    smmu_test_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_schema_violations),
         cmocka_unit_test(test_lock),
+        cmocka_unit_test(test_lock_never_names_a_gone_holder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
