@@ -1,6 +1,7 @@
 /* journal.c — per-VM journal file: flock, atomic replace, JSON document. See include/smmuctl/journal.h. */
 #define _GNU_SOURCE
 #include "smmuctl/journal.h"
+#include "smmuctl/proc.h"
 #include "smmuctl/qmp.h"
 
 #include <errno.h>
@@ -83,17 +84,12 @@ static int journal_mkdir_p(const char *dir, struct smmu_error *err)
 
 #define JOURNAL_CMD_MAX 400 /* the holder's command as written in the lock file and compared (truncated alike) */
 
-/* /proc/PID/cmdline as one line (arguments joined by spaces, control characters as '?'); "" when unreadable
- * (gone, or a zombie: its cmdline is empty). */
-static void journal_cmdline(long pid, char *out, size_t len)
+/* This process's /proc/self/cmdline as one line (arguments joined by spaces, control characters as '?');
+ * "" when unreadable. */
+static void journal_cmdline(char *out, size_t len)
 {
-    char path[64];
     out[0] = 0;
-    if (pid > 0)
-        snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-    else
-        snprintf(path, sizeof(path), "/proc/self/cmdline");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return;
     ssize_t m = read(fd, out, len - 1);
@@ -110,26 +106,31 @@ static void journal_cmdline(long pid, char *out, size_t len)
             out[i] = '?';
 }
 
-/* " (pid N: smmuctl --qmp … detach hostdev0)" for the holder the lock file names: "PID\nCOMMAND\n", written by
- * the holder once it has the lock. "" unless that pid is alive and still runs the command it wrote — never
- * name a dead process (the lock may be held by a child that inherited it, the holder may not have written yet,
- * or its pid may belong to another program by now). */
+/* " (pid N: smmuctl --qmp … detach hostdev0)" for the holder the lock file names: "PID START\nCOMMAND\n",
+ * written by the holder once it has the lock (START: its /proc start time). "" unless that very process is
+ * still alive — never name a dead process: the lock may be held by a child that inherited it after the writer
+ * exited (a zombie until reaped), the holder may not have written yet, or the pid may belong to another program
+ * by now (then its start time differs). The command is the one the holder wrote: its own /proc/self/cmdline,
+ * which is what the user typed even under a wrapper such as valgrind. */
 static void journal_lock_holder(int lock_fd, char *out, size_t len)
 {
-    char buf[32 + JOURNAL_CMD_MAX + 2] = "", cmd[JOURNAL_CMD_MAX];
+    char buf[64 + JOURNAL_CMD_MAX + 2] = "";
     ssize_t n = pread(lock_fd, buf, sizeof(buf) - 1, 0);
     char *end;
-    long pid;
     out[0] = 0;
     buf[n > 0 ? n : 0] = 0;
-    pid = strtol(buf, &end, 10);
-    if (end == buf || pid <= 0 || (*end != '\n' && *end != 0))
+    long pid = strtol(buf, &end, 10);
+    if (end == buf || pid <= 0 || *end != ' ')
         return;
-    char *want = *end ? end + 1 : end;
-    want[strcspn(want, "\n")] = 0;
-    journal_cmdline(pid, cmd, sizeof(cmd));
-    if (!cmd[0] || (want[0] && strcmp(want, cmd)))
-        return; /* gone, a zombie, or another program now */
+    char *p = end + 1;
+    unsigned long long start = strtoull(p, &end, 10);
+    if (end == p || start == 0 || *end != '\n')
+        return;
+    char *cmd = end + 1;
+    cmd[strcspn(cmd, "\n")] = 0;
+    bool zombie;
+    if (smmu_proc_start_time((pid_t)pid, &zombie) != start || zombie || !cmd[0])
+        return; /* gone, a zombie, or another process now */
     snprintf(out, len, " (pid %ld: %s)", pid, cmd);
 }
 
@@ -157,9 +158,9 @@ static int journal_lock(smmu_journal *j, int wait_ms, struct smmu_error *err)
         nanosleep(&ts, NULL);
     }
     /* Note who we are in the lock file (pid and command), for the message of whoever waits behind us. */
-    char cmd[JOURNAL_CMD_MAX], who[32 + JOURNAL_CMD_MAX + 2];
-    journal_cmdline(0, cmd, sizeof(cmd));
-    int n = snprintf(who, sizeof(who), "%d\n%s\n", (int)getpid(), cmd);
+    char cmd[JOURNAL_CMD_MAX], who[64 + JOURNAL_CMD_MAX + 2];
+    journal_cmdline(cmd, sizeof(cmd));
+    int n = snprintf(who, sizeof(who), "%d %llu\n%s\n", (int)getpid(), smmu_proc_start_time(0, NULL), cmd);
     if (ftruncate(j->lock_fd, 0) == 0 && pwrite(j->lock_fd, who, (size_t)n, 0) < 0)
         (void)0;
     return 0;

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "smmuctl/journal.h"
+#include "smmuctl/proc.h"
 #include "support/testutil.h"
 
 static void test_names(void **state)
@@ -201,7 +202,7 @@ static void test_lock(void **state)
 /* The lock file names the holder (pid and command), but a waiter never names a process that is not the holder
  * any more: here the pid that wrote it has exited (a zombie, not yet reaped, then reaped) while a child it forked
  * keeps the lock (the flock is shared by the inherited fd), and then the file names a live pid that runs another
- * command (a reused pid). */
+ * command (a reused pid: same number, another start time). */
 static void test_lock_never_names_a_gone_holder(void **state)
 {
     (void)state;
@@ -236,11 +237,12 @@ static void test_lock_never_names_a_gone_holder(void **state)
     assert_int_equal(waitpid(pid, &st, 0), pid); /* reaped: gone for good */
     assert_int_equal(smmu_journal_open(dir, "vm1", "", 50, &j, &e), -EBUSY);
     bool named_dead = strstr(e.message, want) != NULL;
-    /* a reused pid: alive (this test), but not running what the holder wrote */
+    /* a reused pid: alive (this test), but not the process that wrote the lock file */
     snprintf(lock, sizeof(lock), "%s/vm1.lock", dir);
     FILE *fp = fopen(lock, "w");
     assert_non_null(fp);
-    fprintf(fp, "%d\nsmmuctl --qmp /run/vm1.qmp attach 0009:01:00.0\n", (int)getpid());
+    fprintf(fp, "%d %llu\nsmmuctl --qmp /run/vm1.qmp attach 0009:01:00.0\n", (int)getpid(),
+            smmu_proc_start_time(0, NULL) + 1); /* this pid, but a process that started at another time */
     fclose(fp);
     assert_int_equal(smmu_journal_open(dir, "vm1", "", 50, &j, &e), -EBUSY);
     snprintf(want, sizeof(want), "(pid %d", (int)getpid());
