@@ -36,6 +36,23 @@ static void facts_bind(struct smmu_facts *f, int v, const char *smmu)
         snprintf(f->topo.vsmmus[v].bound_smmu, sizeof(f->topo.vsmmus[v].bound_smmu), "%s", smmu);
 }
 
+/* A binding the journal records (a device's, or a step's): added to f->bindings and to the topology. Nothing
+ * when either side is missing. -ENOMEM. */
+static int facts_push_binding(struct smmu_facts *f, const char *vs, const char *hs)
+{
+    if (!vs || !*vs || !hs || !*hs)
+        return 0;
+    struct smmu_binding *nb = realloc(f->bindings, (f->n_bindings + 1) * sizeof(*nb));
+    if (!nb)
+        return -ENOMEM;
+    f->bindings = nb;
+    snprintf(nb[f->n_bindings].vsmmu_id, sizeof(nb->vsmmu_id), "%s", vs);
+    snprintf(nb[f->n_bindings].host_smmu, sizeof(nb->host_smmu), "%s", hs);
+    f->n_bindings++;
+    facts_bind(f, smmu_topology_find_vsmmu(&f->topo, vs), hs);
+    return 0;
+}
+
 /* The topology is in: complete it with sysfs (synchronous: local files) and the journal. */
 static int facts_complete(const char *sysfs_root, smmu_journal *j, struct smmu_facts *f, struct smmu_error *err)
 {
@@ -71,21 +88,22 @@ static int facts_complete(const char *sysfs_root, smmu_journal *j, struct smmu_f
             const char *hs = json_string_value(json_object_get(d, "host_smmu"));
             if (bdf && facts_push_str(&f->attached, &f->n_attached, bdf) < 0)
                 goto oom;
-            if (vs && *vs && hs && *hs) {
-                struct smmu_binding *nb = realloc(f->bindings, (f->n_bindings + 1) * sizeof(*nb));
-                if (!nb)
-                    goto oom;
-                f->bindings = nb;
-                snprintf(nb[f->n_bindings].vsmmu_id, sizeof(nb->vsmmu_id), "%s", vs);
-                snprintf(nb[f->n_bindings].host_smmu, sizeof(nb->host_smmu), "%s", hs);
-                f->n_bindings++;
-                facts_bind(f, smmu_topology_find_vsmmu(&f->topo, vs), hs);
-            }
+            if (facts_push_binding(f, vs, hs) < 0)
+                goto oom;
         }
         txn = smmu_journal_txn(j);
         json_array_foreach(json_object_get(txn, "steps"), i, s) {
             const char *port = json_string_value(json_object_get(s, "port"));
+            const char *kind = json_string_value(json_object_get(s, "kind"));
+            const char *st = json_string_value(json_object_get(s, "state"));
             if (port && *port && facts_push_str(&f->booked, &f->n_booked, port) < 0)
+                goto oom;
+            /* The bindings an interrupted attach's plan promised: a device_add that was sent may have taken
+             * effect (an fd-passed device shows QEMU no host), so its vSMMU is bound until recover settles it. */
+            if (kind && !strcmp(kind, "device_add") && st &&
+                (!strcmp(st, "sent") || !strcmp(st, "done") || !strcmp(st, "pending")) &&
+                facts_push_binding(f, json_string_value(json_object_get(s, "vsmmu")),
+                                   json_string_value(json_object_get(s, "host_smmu"))) < 0)
                 goto oom;
         }
     }

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
+#include "smmuctl/journal.h"
 #include "smmuctl/qmp.h"
 #include "support/qmp_sync.h"
 #include "smmuctl/topology.h"
@@ -28,9 +29,11 @@
 #include "support/fakesys.h"
 #include "support/json_expect.h"
 #include "support/replay_rig.h"
+#include "support/testutil.h"
 
 #define PUMP_MS 5000
 #define S1 "smmu3.0x0000000016000000"
+#define S2 "smmu3.0x0000000019000000"
 
 static void assert_contains(const char *hay, const char *needle)
 {
@@ -108,6 +111,57 @@ static void test_facts_bind_from_vfio_host(void **state)
     assert_string_equal(f.warnings, "");
     smmu_facts_free(&f);
     fakesys_free(fs);
+}
+
+/* An interrupted attach's journal: a device_add step that was sent (or done) binds its vSMMU as the plan
+ * promised (QEMU shows the fd-passed device without its host), one that was undone or never sent does not. */
+static void test_facts_bind_from_interrupted_txn(void **state)
+{
+    static const struct {
+        const char *step_state;
+        const char *bound;
+    } cases[] = {
+        {"sent", S2},
+        {"done", S2},
+        {"undone", "unknown (fd-passed vfio-pci /machine/peripheral-anon/device[0])"},
+        {"planned", "unknown (fd-passed vfio-pci /machine/peripheral-anon/device[0])"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct replay_rig r;
+        struct smmu_facts f;
+        struct smmu_error err = SMMU_ERROR_INIT;
+        smmu_journal *j;
+        char *dir = smmu_test_mkdtemp("facts");
+        struct fakesys *fs = fakesys_new(NULL);
+        fakesys_add_dev(fs, &(struct fakesys_dev){.bdf = "0009:01:00.0", .smmu = S1, .driver = "vfio-pci",
+                                                  .group = "12", .cdev = "vfio3", .numa_node = "0"});
+        if (smmu_journal_open(dir, "vm", "", 0, &j, &err) < 0)
+            fail_msg("journal: %s", err.message);
+        char txn[512];
+        snprintf(txn, sizeof(txn),
+                 "{\"op\":\"attach\",\"pid\":1,\"started\":\"2026-12-07T00:00:00Z\",\"steps\":"
+                 "[{\"kind\":\"device_add\",\"name\":\"gpu1\",\"bdf\":\"0019:01:00.0\",\"port\":\"rp2a\","
+                 "\"vsmmu\":\"smmuv3.2\",\"host_smmu\":\"%s\",\"state\":\"%s\"}]}",
+                 S2, cases[i].step_state);
+        json_object_set_new(smmu_journal_doc(j), "txn", json_loads(txn, 0, NULL));
+        replay_rig_start(&r, "discover-syn-accel-vfio.txt", PUMP_MS);
+        if (smmu_facts_gather(r.c, fakesys_root(fs), j, &f, &err) < 0)
+            fail_msg("gather: %s", err.message);
+        replay_rig_finish(&r);
+        if (strcmp(f.topo.vsmmus[1].bound_smmu, cases[i].bound))
+            fail_msg("step %s: smmuv3.2 bound to '%s', expected '%s'", cases[i].step_state,
+                     f.topo.vsmmus[1].bound_smmu, cases[i].bound);
+        bool listed = false;
+        for (size_t b = 0; b < f.n_bindings; b++)
+            listed |= !strcmp(f.bindings[b].vsmmu_id, "smmuv3.2") && !strcmp(f.bindings[b].host_smmu, S2);
+        assert_int_equal(listed, !strcmp(cases[i].bound, S2));
+        smmu_facts_free(&f);
+        smmu_journal_close(j);
+        fakesys_free(fs);
+        smmu_test_rmtree(dir);
+        free(dir);
+    }
 }
 
 /* ---- QEMU 10.0: no qom-list-get, no arm-smmuv3 ---- */
@@ -235,6 +289,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accel_and_vfio),
         cmocka_unit_test(test_facts_bind_from_vfio_host),
+        cmocka_unit_test(test_facts_bind_from_interrupted_txn),
         cmocka_unit_test(test_qemu10_fallback),
         cmocka_unit_test(test_bad_replies),
         cmocka_unit_test(test_qom_exists),
