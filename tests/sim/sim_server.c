@@ -173,22 +173,26 @@ void sim_srv_unplug_now(struct sim_srv *srv, struct sim *s, struct sim_dev *d)
         sim_srv_event(srv, "DEVICE_DELETED", json_pack("{s:s}", "path", path));
 }
 
+/* The guest answers a pending unplug: it releases the device (DEVICE_DELETED) or refuses it. */
+static void sim_srv_guest_answers(struct sim_srv *srv, struct sim_dev *d, bool guest_error)
+{
+    if (!d || !d->unplug_pending)
+        return;
+    if (guest_error) {
+        d->unplug_pending = false;
+        sim_srv_event(srv, "DEVICE_UNPLUG_GUEST_ERROR", json_pack("{s:s,s:s}", "device", d->id, "path", d->obj->path));
+    } else {
+        sim_srv_unplug_now(srv, srv->s, d);
+    }
+}
+
 static void on_utimer(evutil_socket_t fd, short what, void *arg)
 {
     struct utimer *t = arg, **pp;
     struct sim_srv *srv = t->srv;
-    struct sim_dev *d = sim_dev_by_id(srv->s, t->id);
     (void)fd;
     (void)what;
-    if (d && d->unplug_pending) {
-        if (t->guest_error) {
-            d->unplug_pending = false;
-            sim_srv_event(srv, "DEVICE_UNPLUG_GUEST_ERROR",
-                          json_pack("{s:s,s:s}", "device", d->id, "path", d->obj->path));
-        } else {
-            sim_srv_unplug_now(srv, srv->s, d);
-        }
-    }
+    sim_srv_guest_answers(srv, sim_dev_by_id(srv->s, t->id), t->guest_error);
     for (pp = &srv->timers; *pp; pp = &(*pp)->next)
         if (*pp == t) {
             *pp = t->next;
@@ -637,14 +641,20 @@ static void ctl_command(struct ctl *c, const char *line)
     } else if (!strcmp(cmd, "unplug")) {
         res = sim_srv_set_unplug(srv->s, m, err, sizeof(err)) < 0 ? json_pack("{s:b,s:s}", "ok", 0, "error", err)
                                                                     : json_pack("{s:b}", "ok", 1);
-        /* a device whose unplug is already pending (e.g. mode never): the guest acts on it now, as set */
+        /* a device whose unplug is already pending (e.g. mode never): the guest acts on it as set — with
+         * delay_ms 0 before this reply, so a test that got the reply knows it happened (no waiting) */
         const char *uid = json_string_value(json_object_get(m, "id"));
         const char *umode = json_string_value(json_object_get(m, "mode"));
         struct sim_dev *ud = uid && uid[0] ? sim_dev_by_id(srv->s, uid) : NULL;
         bool gerr = umode && !strcmp(umode, "guest-error");
+        int udelay = (int)json_integer_value(json_object_get(m, "delay_ms"));
         if (json_is_true(json_object_get(res, "ok")) && ud && ud->unplug_pending &&
-            (!umode || !strcmp(umode, "event") || gerr))
-            sim_srv_unplug_later(srv, uid, (int)json_integer_value(json_object_get(m, "delay_ms")), gerr);
+            (!umode || !strcmp(umode, "event") || gerr)) {
+            if (udelay > 0)
+                sim_srv_unplug_later(srv, uid, udelay, gerr);
+            else
+                sim_srv_guest_answers(srv, ud, gerr);
+        }
     } else if (!strcmp(cmd, "advance")) {
         /* move the virtual clock (it only runs while the guest runs, as QEMU_CLOCK_VIRTUAL) */
         if (srv->s->runstate == RS_RUNNING)
