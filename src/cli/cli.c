@@ -175,9 +175,11 @@ int cli_open_journal(struct cli *cli, const char *command, bool must_exist, smmu
         return r;
     if (cli->qmp_addr && qmp_addr_parse(cli->qmp_addr, &a, NULL) == 0)
         qmp_addr_canonical(&a, canon, sizeof(canon));
-    if (must_exist) {
+    if (must_exist) { /* a read-only command creates no state file, but waits behind any holder of the lock */
+        char lock[4096];
         snprintf(path, sizeof(path), "%s/%s.json", cli->state_dir, vm);
-        if (access(path, F_OK) != 0)
+        snprintf(lock, sizeof(lock), "%s/%s.lock", cli->state_dir, vm);
+        if (access(path, F_OK) != 0 && access(lock, F_OK) != 0)
             return 0;
     }
     r = smmu_journal_open(cli->state_dir, vm, canon, 60000, out, &e);

@@ -154,10 +154,40 @@ static void test_attach_waits_for_a_slow_detach(void **st)
     assert_int_equal(reap(f, att, "attach-behind"), 0);
 }
 
+/* The read-only commands too: `topology` and `plan` started while a detach holds the VM wait for the lock
+ * before they connect (they connected first and got no greeting: exit 3 after --timeout). */
+static void test_read_only_commands_wait_for_a_slow_detach(void **st)
+{
+    struct fx *f = *st;
+    struct smmu_run r;
+    assert_int_equal(smmu_run_cli(&r, (const char *[]){"--qmp", simh_qmp_path(f->h), "--state-dir", f->state,
+                                                        "--sysfs", fakesys_root(f->fs), "attach", bdfs[0], NULL},
+                                  60000), 0);
+    smmu_run_free(&r);
+    assert_int_equal(simh_unplug(f->h, "{\"id\":\"hostdev-0009-01-00.0\",\"mode\":\"event\",\"delay_ms\":1500}"),
+                     0);
+    pid_t det = spawn(f, "detach", (const char *[]){"detach", "--unplug-timeout", "60", bdfs[0], NULL});
+    for (int i = 0; i < 100000; i++) {
+        json_t *d = simh_dump(f->h);
+        json_t *dev = simh_dump_device(d, "hostdev-0009-01-00.0");
+        bool pending = dev && json_is_true(json_object_get(dev, "unplug_pending"));
+        json_decref(d);
+        if (pending)
+            break;
+        usleep(1000); /* polling a condition, not a time bound */
+    }
+    pid_t top = spawn(f, "topology-behind", (const char *[]){"--timeout", "1", "topology", NULL});
+    pid_t pl = spawn(f, "plan-behind", (const char *[]){"--timeout", "1", "plan", bdfs[1], NULL});
+    assert_int_equal(reap(f, det, "detach"), 0);
+    assert_int_equal(reap(f, top, "topology-behind"), 0);
+    assert_int_equal(reap(f, pl, "plan-behind"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_four_concurrent_attaches_take_turns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_commands_wait_for_a_slow_detach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_waits_for_a_slow_detach, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
