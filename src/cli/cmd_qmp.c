@@ -22,11 +22,17 @@ int cmd_qmp(struct cli *cli)
             return cli_usage_error(cli, "qmp", "JSON-ARGS must be a JSON object like '{\"path\":\"/machine\"}'");
         }
     }
-    if ((r = cli_connect(cli, "qmp")) != 0) {
+    /* the lock first (DESIGN §5 "Locks before sockets"): QEMU would keep us waiting silently behind a holder */
+    smmu_journal *j = NULL;
+    if ((r = cli_open_journal(cli, "qmp", true, &j)) != 0 || (r = cli_connect(cli, "qmp")) != 0) {
+        if (j)
+            smmu_journal_close(j);
         json_decref(args);
         return r;
     }
     r = cli_call_wait(cli, cli->args[0], args, &ret, &e);
+    if (j)
+        smmu_journal_close(j);
     if (r == -EIO) {
         json_t *extra = json_pack("{s:s}", "execute", cli->args[0]);
         if (!cli->json) {

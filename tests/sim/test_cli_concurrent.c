@@ -154,7 +154,7 @@ static void test_attach_waits_for_a_slow_detach(void **st)
     assert_int_equal(reap(f, att, "attach-behind"), 0);
 }
 
-/* The read-only commands too: `topology` and `plan` started while a detach holds the VM wait for the lock
+/* The read-only commands too: `topology`, `plan` and `qmp` started while a detach holds the VM wait for the lock
  * before they connect (they connected first and got no greeting: exit 3 after --timeout). */
 static void test_read_only_commands_wait_for_a_slow_detach(void **st)
 {
@@ -178,7 +178,9 @@ static void test_read_only_commands_wait_for_a_slow_detach(void **st)
     }
     pid_t top = spawn(f, "topology-behind", (const char *[]){"--timeout", "1", "topology", NULL});
     pid_t pl = spawn(f, "plan-behind", (const char *[]){"--timeout", "1", "plan", bdfs[1], NULL});
+    pid_t q = spawn(f, "qmp-behind", (const char *[]){"--timeout", "1", "qmp", "query-status", NULL});
     assert_int_equal(reap(f, det, "detach"), 0);
+    assert_int_equal(reap(f, q, "qmp-behind"), 0);
     assert_int_equal(reap(f, top, "topology-behind"), 0);
     assert_int_equal(reap(f, pl, "plan-behind"), 0);
 }
