@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 #include "smmuctl/error.h"
 #include "smmuctl/bdf.h"
@@ -46,6 +47,20 @@ struct smmu_rootport {
     char occupant_path[SMMU_PATH_LEN];
     char occupant_driver[64];        /* its QOM type ("e1000e", "vfio-pci") */
     int vsmmu;                       /* index into topology.vsmmus, -1 if behind no vSMMU */
+    int slot;                        /* PCI slot on parent_bus (`addr` devfn >> 3), -1 unknown (the qom-get
+                                        fallback does not fetch it) */
+    uint64_t pref64_reserve;         /* `pref64-reserve` in bytes, 0 when unset (QEMU's 2^64-1) or unknown */
+    uint64_t mem_reserve;            /* `mem-reserve` in bytes, 0 when unset or unknown */
+};
+
+/* A pxb-pcie expander bus, with or without a vSMMU on it (the vSMMU's copy of bus_nr/numa_node is the same). */
+struct smmu_pxb {
+    char id[SMMU_ID_LEN];            /* QEMU id = the name of its root bus ("" if anonymous) */
+    char path[SMMU_PATH_LEN];
+    int bus_nr;                      /* -1 unknown */
+    int numa_node;                   /* -1 unset (QEMU's 128) */
+    int slot;                        /* PCI slot on its parent bus (pcie.0), -1 unknown */
+    int vsmmu;                       /* index into topology.vsmmus of the vSMMU on it, -1 none */
 };
 
 struct smmu_vfio_dev {
@@ -64,6 +79,7 @@ struct smmu_topology {
     struct smmu_rootport *ports; size_t n_ports;
     struct smmu_vfio_dev *vfio;  size_t n_vfio;
     char (*iommufds)[SMMU_ID_LEN]; size_t n_iommufds;
+    struct smmu_pxb *pxbs;       size_t n_pxbs;   /* every pxb-pcie, in discovery order (sorted by id) */
 };
 
 void smmu_topology_free(struct smmu_topology *t);  /* frees members, not t itself */
@@ -72,6 +88,7 @@ void smmu_topology_free(struct smmu_topology *t);  /* frees members, not t itsel
 int smmu_topology_find_port(const struct smmu_topology *t, const char *id);
 int smmu_topology_find_vsmmu(const struct smmu_topology *t, const char *id);
 int smmu_topology_find_vfio(const struct smmu_topology *t, const char *id);
+int smmu_topology_find_pxb(const struct smmu_topology *t, const char *id);
 bool smmu_topology_has_iommufd(const struct smmu_topology *t, const char *id);
 
 /* Indices (into t->ports) of the ports behind vSMMU `want` — or, with want == -2, behind no known vSMMU —

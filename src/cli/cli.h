@@ -39,6 +39,9 @@ struct cli {
     const char *format;   /* layout --format */
     unsigned spare;       /* layout --spare (default 1) */
     bool spare_set, no_accel;
+    bool xml;                /* topology --xml */
+    const char *domain_path; /* --domain FILE (topology, plan, attach) */
+    bool force;              /* --force: plan/attach despite domain disagreements */
     /* command and its arguments */
     const char *command;
     char **args;

@@ -4,9 +4,36 @@
  * journal when one exists: a read-only command never creates one). --json prints
  * {"ok":true,"command":"topology", <docs/topology-json.md members>, "warnings":[…]}. */
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 #include "cli/render.h"
+#include "smmuctl/libvirt_xml.h"
+
+#define TOPOLOGY_XML_HEADER                                                                                  \
+    "smmuctl topology, XML form: the live VM's vSMMU topology as libvirt elements. Put the elements of\n"      \
+    "     <devices> below into the domain's <devices> (libvirt adds the pcie-root controller); a\n"            \
+    "     <qemu:override> element, if any, goes directly under <domain>, which must then declare\n"           \
+    "     xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0' (libvirt has no element for a root port's\n" \
+    "     pref64-reserve). libvirt turns this into the same pxb-pcie buses, root ports and vSMMUs; ids\n"       \
+    "     follow libvirt's rules (pci.N, iommuK, ua- aliases)."
+
+/* The live topology as libvirt XML (DESIGN §9), with the writer `layout --format xml` uses. NULL: err set. */
+static char *topology_xml(const struct smmu_topology *t, struct smmu_error *e)
+{
+    struct smmu_lvxml m;
+    char *x;
+    if (smmu_lvxml_from_topology(t, &m, e) < 0)
+        return NULL;
+    if (!(m.header = strdup(TOPOLOGY_XML_HEADER)) || !(x = smmu_lvxml_render(&m))) {
+        smmu_lvxml_free(&m);
+        smmu_error_set(e, -ENOMEM, "topology --xml: out of memory");
+        return NULL;
+    }
+    smmu_lvxml_free(&m);
+    return x;
+}
 
 int cli_read_facts(struct cli *cli, const char *command, struct smmu_facts *f)
 {
@@ -37,13 +64,19 @@ int cli_read_facts(struct cli *cli, const char *command, struct smmu_facts *f)
 
 int cmd_topology(struct cli *cli)
 {
+    struct smmu_error e = SMMU_ERROR_INIT;
     struct smmu_facts f;
+    char *xml = NULL;
     int r;
 
     if (cli->nargs != 0)
         return cli_usage_error(cli, "topology", "topology takes no arguments (got '%s')", cli->args[0]);
     if ((r = cli_read_facts(cli, "topology", &f)) != 0)
         return r;
+    if (cli->xml && !(xml = topology_xml(&f.topo, &e))) {
+        smmu_facts_free(&f);
+        return cli_fail(cli, "topology", EXIT_FAILED, &e, NULL);
+    }
     if (cli->json) {
         json_t *o = json_pack("{s:b,s:s}", "ok", 1, "command", "topology");
         json_t *w = json_array();
@@ -51,11 +84,16 @@ int cmd_topology(struct cli *cli)
         if (f.warnings[0])
             json_array_append_new(w, json_string(f.warnings));
         json_object_set_new(o, "warnings", w);
+        if (xml)
+            json_object_set_new(o, "xml", json_string(xml));
         cli_print_json(cli, o);
+    } else if (xml) {
+        fputs(xml, stdout);
     } else {
         render_topology(stdout, &f.topo);
         fflush(stdout);
     }
+    free(xml);
     smmu_facts_free(&f);
     return EXIT_DONE;
 }

@@ -16,12 +16,18 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"topology", cmd_topology, "topology",
+    {"topology", cmd_topology, "topology [--xml]",
      "Show the VM's vSMMUs (id, accel, pxb-pcie id and bus_nr, NUMA node, bound host SMMU), their root ports\n"
      "(chassis/port, hotplug, occupant id and driver), the root ports behind no vSMMU (anonymous ones marked:\n"
      "smmuctl never uses a port without an id) and the iommufd objects, as discovered from QEMU over QOM.\n"
      "A vSMMU's binding comes from its vfio-pci devices' hosts (read under --sysfs) and the VM's journal, if\n"
      "any. Changes nothing. --json prints the stable object documented in docs/topology-json.md.\n"
+     "  --xml          the same facts as a libvirt <devices> fragment that libvirt turns back into the same\n"
+     "                 QEMU topology: pcie-expander-bus controllers (busNr, NUMA node), pcie-root-ports on\n"
+     "                 their buses (chassis/port), <iommu model='smmuv3'><driver pciBus=…/> in libvirt's\n"
+     "                 iommuK order, the vfio-pci devices as <hostdev>s (<driver iommufd='yes'/>, alias\n"
+     "                 ua-<id>). Ids that are not libvirt's pci.1..pci.M are renumbered, each noted in a\n"
+     "                 comment. With --json: an \"xml\" member.\n"
      "Exit 0, or 3 when QEMU cannot be reached or read.\n"},
     {"plan", cmd_plan, "plan DEV... [--fd-pass] [--iommufd ID] [--id ID] [--allow-mismatch]",
      "Show where each device would go (host SMMU, chosen vSMMU, root port, and why) and the exact QMP\n"
@@ -130,7 +136,7 @@ static int command_help(const char *name)
 enum {
     OPT_VM = 1000, OPT_STATE_DIR, OPT_SYSFS, OPT_DEV, OPT_TIMEOUT, OPT_JSON, OPT_RECORD, OPT_QUIET,
     OPT_FD_PASS, OPT_IOMMUFD, OPT_ID, OPT_ALLOW_MISMATCH, OPT_UNPLUG_TIMEOUT, OPT_NO_WAIT,
-    OPT_FORMAT, OPT_SPARE, OPT_NO_ACCEL,
+    OPT_FORMAT, OPT_SPARE, OPT_NO_ACCEL, OPT_XML, OPT_DOMAIN, OPT_FORCE,
 };
 
 static const struct option long_opts[] = {
@@ -156,6 +162,9 @@ static const struct option long_opts[] = {
     {"format", required_argument, NULL, OPT_FORMAT},
     {"spare", required_argument, NULL, OPT_SPARE},
     {"no-accel", no_argument, NULL, OPT_NO_ACCEL},
+    {"xml", no_argument, NULL, OPT_XML},
+    {"domain", required_argument, NULL, OPT_DOMAIN},
+    {"force", no_argument, NULL, OPT_FORCE},
     {NULL, 0, NULL, 0},
 };
 
@@ -180,6 +189,7 @@ static int check_option_scope(struct cli *cli, int opt, const char *optname)
         {OPT_FD_PASS, " attach plan "}, {OPT_IOMMUFD, " attach plan "}, {OPT_ID, " attach plan "},
         {OPT_ALLOW_MISMATCH, " attach plan "}, {OPT_UNPLUG_TIMEOUT, " detach "}, {OPT_NO_WAIT, " detach "},
         {OPT_FORMAT, " layout "}, {OPT_SPARE, " layout "}, {OPT_NO_ACCEL, " layout "},
+        {OPT_XML, " topology "}, {OPT_DOMAIN, " topology plan attach "}, {OPT_FORCE, " attach plan "},
     };
     for (size_t i = 0; i < sizeof(scope) / sizeof(scope[0]); i++) {
         if (scope[i].opt != opt)
@@ -257,6 +267,9 @@ static int cli_main(int argc, char **argv)
             break;
         }
         case OPT_NO_ACCEL: cli.no_accel = true; break;
+        case OPT_XML: cli.xml = true; break;
+        case OPT_DOMAIN: cli.domain_path = optarg; break;
+        case OPT_FORCE: cli.force = true; break;
         case ':':
             return cli_usage_error(&cli, NULL, "option %s needs a value (see smmuctl --help)", name);
         default:
@@ -299,6 +312,8 @@ static int cli_main(int argc, char **argv)
         if ((r = check_option_scope(&cli, seen[i].opt, nm)) != 0)
             return r;
     }
+    if (cli.domain_path || cli.force)
+        return cli_usage_error(&cli, cli.command, "--domain and --force are not implemented yet");
     if (cli.qmp_addr && *cli.qmp_addr) { /* a malformed address is a usage error with the parser's reason */
         struct qmp_addr a;
         struct smmu_error e = SMMU_ERROR_INIT;

@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include "smmuctl/layout.h"
+#include "smmuctl/libvirt_xml.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -174,83 +175,62 @@ static void layout_alias(const char *bdf, char *out, size_t n)
 
 char *smmu_layout_xml(const struct smmu_layout *l)
 {
-    char *buf = NULL, sz[32], alias[48];
-    size_t len = 0;
-    bool override = false;
-    FILE *f = open_memstream(&buf, &len);
+    struct smmu_lvxml m = {0};
+    size_t nports = 0, ndevs = 0;
+    char *out = NULL;
 
-    if (!f)
-        return NULL;
-    fprintf(f, "<!-- smmuctl layout: put the elements of <devices> below into your domain's <devices> (libvirt\n"
-               "     adds the pcie-root controller); the <qemu:override> element goes directly under <domain>,\n"
-               "     which must then declare xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0': libvirt\n"
-               "     has no element for a root port's pref64-reserve. The <hostdev>s cold-plug each device on a\n"
-               "     root port behind its vSMMU; leave them out to hot-plug with `smmuctl attach` instead. -->\n");
-    fprintf(f, "<devices>\n");
+    for (size_t k = 0; k < l->n; k++) {
+        nports += l->v[k].nports;
+        ndevs += l->v[k].ndevs;
+    }
+    m.header = strdup("smmuctl layout: put the elements of <devices> below into your domain's <devices> (libvirt\n"
+                      "     adds the pcie-root controller); the <qemu:override> element goes directly under <domain>,\n"
+                      "     which must then declare xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0': libvirt\n"
+                      "     has no element for a root port's pref64-reserve. The <hostdev>s cold-plug each device on a\n"
+                      "     root port behind its vSMMU; leave them out to hot-plug with `smmuctl attach` instead.");
+    m.ctrls = calloc(l->n + nports + 1, sizeof(*m.ctrls));
+    m.iommus = calloc(l->n + 1, sizeof(*m.iommus));
+    m.hostdevs = calloc(ndevs + 1, sizeof(*m.hostdevs));
+    if (!m.header || !m.ctrls || !m.iommus || !m.hostdevs)
+        goto out;
     for (size_t k = 0; k < l->n; k++) {
         const struct smmu_layout_vsmmu *v = &l->v[k];
-        fprintf(f, "  <!-- host SMMU %s: %zu device(s), %zu root port(s) -->\n", v->smmu, v->ndevs, v->nports);
-        fprintf(f, "  <controller type='pci' index='%d' model='pcie-expander-bus'>\n"
-                   "    <model name='pxb-pcie'/>\n", v->pxb_index);
-        if (v->numa_node >= 0)
-            fprintf(f, "    <target busNr='%d'>\n      <node>%d</node>\n    </target>\n", v->bus_nr, v->numa_node);
-        else
-            fprintf(f, "    <target busNr='%d'/>\n", v->bus_nr);
-        fprintf(f, "  </controller>\n");
+        struct smmu_lvxml_ctrl *c = &m.ctrls[m.n_ctrls++];
+        snprintf(c->comment, sizeof(c->comment), "host SMMU %s: %zu device(s), %zu root port(s)", v->smmu, v->ndevs,
+                 v->nports);
+        c->index = v->pxb_index;
+        c->pxb = true;
+        c->bus_nr = v->bus_nr;
+        c->numa_node = v->numa_node;
+        c->slot = -1; /* libvirt picks its slot on pcie.0 */
     }
     for (size_t k = 0; k < l->n; k++) {
         const struct smmu_layout_vsmmu *v = &l->v[k];
         for (size_t j = 0; j < v->nports; j++) {
-            const struct smmu_layout_port *p = &v->ports[j];
-            fprintf(f, "  <controller type='pci' index='%d' model='pcie-root-port'>\n"
-                       "    <model name='pcie-root-port'/>\n"
-                       "    <target chassis='%d' port='0x%x'", p->index, p->chassis, p->port);
-            if (v->mem_reserve)
-                fprintf(f, " memReserve='%" PRIu64 "'", v->mem_reserve / 1024);
-            fprintf(f, "/>\n    <address type='pci' domain='0x0000' bus='0x%02x' slot='0x%02x' function='0x0'/>\n"
-                       "  </controller>\n", v->pxb_index, p->slot);
+            struct smmu_lvxml_ctrl *c = &m.ctrls[m.n_ctrls++];
+            c->index = v->ports[j].index;
+            c->chassis = v->ports[j].chassis;
+            c->port = v->ports[j].port;
+            c->parent = v->pxb_index;
+            c->slot = v->ports[j].slot;
+            c->mem_reserve = v->mem_reserve;
+            c->pref64_reserve = v->pref64_reserve;
         }
+        m.iommus[m.n_iommus].pci_bus = v->pxb_index;
+        m.iommus[m.n_iommus++].accel = v->accel;
     }
-    for (size_t k = 0; k < l->n; k++)
-        fprintf(f, "  <iommu model='smmuv3'>\n    <driver pciBus='%d'%s/>\n  </iommu>\n", l->v[k].pxb_index,
-                l->v[k].accel ? " accel='on'" : "");
     for (size_t k = 0; k < l->n; k++) {
         const struct smmu_layout_vsmmu *v = &l->v[k];
         for (size_t j = 0; j < v->ndevs; j++) {
-            const char *b = v->devs[j];
-            layout_alias(b, alias, sizeof(alias));
-            fprintf(f, "  <hostdev mode='subsystem' type='pci' managed='no'>\n"
-                       "    <driver iommufd='yes'/>\n"
-                       "    <source>\n"
-                       "      <address domain='0x%.4s' bus='0x%.2s' slot='0x%.2s' function='0x%c'/>\n"
-                       "    </source>\n"
-                       "    <alias name='%s'/>\n"
-                       "    <address type='pci' domain='0x0000' bus='0x%02x' slot='0x00' function='0x0'/>\n"
-                       "  </hostdev>\n",
-                    b, b + 5, b + 8, b[11], alias, v->ports[j].index);
+            struct smmu_lvxml_hostdev *h = &m.hostdevs[m.n_hostdevs++];
+            snprintf(h->bdf, sizeof(h->bdf), "%s", v->devs[j]);
+            layout_alias(v->devs[j], h->alias, sizeof(h->alias));
+            h->bus = v->ports[j].index;
+            h->iommufd = true;
         }
     }
-    fprintf(f, "</devices>\n");
-    for (size_t k = 0; k < l->n; k++)
-        override |= l->v[k].pref64_reserve != 0;
-    if (override) {
-        fprintf(f, "<qemu:override>\n");
-        for (size_t k = 0; k < l->n; k++) {
-            const struct smmu_layout_vsmmu *v = &l->v[k];
-            if (!v->pref64_reserve)
-                continue;
-            smmu_host_size_str(v->pref64_reserve, sz, sizeof(sz));
-            for (size_t j = 0; j < v->nports; j++)
-                fprintf(f, "  <qemu:device alias='pci.%d'>\n    <qemu:frontend>\n"
-                           "      <qemu:property name='pref64-reserve' type='unsigned' value='%" PRIu64
-                           "'/> <!-- %s -->\n    </qemu:frontend>\n  </qemu:device>\n",
-                        v->ports[j].index, v->pref64_reserve, sz);
-        }
-        fprintf(f, "</qemu:override>\n");
-    }
-    if (fclose(f) != 0) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
+    out = smmu_lvxml_render(&m);
+out:
+    smmu_lvxml_free(&m);
+    return out;
 }

@@ -13,6 +13,9 @@ void smmu_topology_free(struct smmu_topology *t)
     free(t->ports);
     free(t->vfio);
     free(t->iommufds);
+    free(t->pxbs);
+    t->pxbs = NULL;
+    t->n_pxbs = 0;
     t->vsmmus = NULL;
     t->ports = NULL;
     t->vfio = NULL;
@@ -47,6 +50,16 @@ int smmu_topology_find_vfio(const struct smmu_topology *t, const char *id)
         return -1;
     for (size_t i = 0; i < t->n_vfio; i++)
         if (!strcmp(t->vfio[i].id, id))
+            return (int)i;
+    return -1;
+}
+
+int smmu_topology_find_pxb(const struct smmu_topology *t, const char *id)
+{
+    if (!t || !id || !*id)
+        return -1;
+    for (size_t i = 0; i < t->n_pxbs; i++)
+        if (!strcmp(t->pxbs[i].id, id))
             return (int)i;
     return -1;
 }

@@ -58,7 +58,7 @@ struct vm_disc {
     bool soft_qmp_errors;
     /* stage state */
     struct vm_obj *objs;
-    size_t nobjs, npaths, *idx, nv, np, nf;
+    size_t nobjs, npaths, *idx, nv, np, nf, nx;
     bool use_list_get, used_list_get;
     json_t *paths;               /* the paths whose properties are being fetched (owned) */
     json_t *props;               /* their properties, parallel to paths (owned) */
@@ -194,6 +194,17 @@ static int prop_int(json_t *entry, const char *name, int dflt)
         return (*end || end == s) ? dflt : (int)l;
     }
     return dflt;
+}
+
+/* A size/uint64 property; 0 when absent or QEMU's "unset" (2^64-1, which the decoder turns into a real). */
+static uint64_t prop_size(json_t *entry, const char *name)
+{
+    json_t *v = smmu_vm_prop(entry, name);
+    if (json_is_integer(v))
+        return json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+    if (json_is_real(v) && json_real_value(v) > 0 && json_real_value(v) < 1.8e19)
+        return (uint64_t)json_real_value(v);
+    return 0;
 }
 
 static bool prop_bool(json_t *entry, const char *name, bool dflt)
@@ -495,6 +506,10 @@ static int vm_add_object(struct smmu_topology *t, const struct vm_obj *o, json_t
         copy_str(p->bus_name, sizeof(p->bus_name), last_component(p->parent_bus));
         copy_str(p->sec_bus, sizeof(p->sec_bus), json_string_value(sec));
         p->vsmmu = -1;
+        p->slot = prop_int(e, "addr", -1); /* devfn; absent in the qom-get fallback */
+        p->slot = p->slot >= 0 ? p->slot >> 3 : -1;
+        p->pref64_reserve = prop_size(e, "pref64-reserve");
+        p->mem_reserve = prop_size(e, "mem-reserve");
     } else if (is_vfio_type(o->type)) {
         struct smmu_vfio_dev *f = &t->vfio[t->n_vfio++];
         const char *host = prop_str(e, "host"), *sysfsdev = prop_str(e, "sysfsdev");
@@ -517,6 +532,14 @@ static int vm_add_object(struct smmu_topology *t, const struct vm_obj *o, json_t
  * the pxb's id: the last component of the vSMMU's primary-bus path). */
 static void vm_add_pxb(struct smmu_topology *t, const struct vm_obj *o, json_t *e)
 {
+    struct smmu_pxb *x = &t->pxbs[t->n_pxbs++];
+    int numa_x = prop_int(e, "numa_node", -1), slot = prop_int(e, "addr", -1);
+    copy_str(x->id, sizeof(x->id), o->anon ? "" : o->name);
+    copy_str(x->path, sizeof(x->path), o->path);
+    x->bus_nr = prop_int(e, "bus_nr", -1);
+    x->numa_node = (numa_x < 0 || numa_x >= 128) ? -1 : numa_x;
+    x->slot = slot >= 0 ? slot >> 3 : -1;
+    x->vsmmu = -1;
     for (size_t v = 0; v < t->n_vsmmus; v++) {
         if (o->anon || strcmp(t->vsmmus[v].pxb_id, o->name))
             continue;
@@ -592,6 +615,7 @@ static int vm_disc_lists_done(struct vm_disc *d)
             d->nv += !strcmp(ty, "arm-smmuv3");
             d->np += is_root_port_type(ty);
             d->nf += is_vfio_type(ty);
+            d->nx += !strcmp(ty, "pxb-pcie");
         }
     }
     d->stage = VM_PROPS;
@@ -608,7 +632,8 @@ static int vm_disc_props_done(struct vm_disc *d)
     t->vsmmus = calloc(d->nv ? d->nv : 1, sizeof(*t->vsmmus));
     t->ports = calloc(d->np ? d->np : 1, sizeof(*t->ports));
     t->vfio = calloc(d->nf ? d->nf : 1, sizeof(*t->vfio));
-    if (!t->vsmmus || !t->ports || !t->vfio)
+    t->pxbs = calloc(d->nx ? d->nx : 1, sizeof(*t->pxbs));
+    if (!t->vsmmus || !t->ports || !t->vfio || !t->pxbs)
         return smmu_error_set(&d->err, -ENOMEM, "topology discovery: out of memory");
     for (i = 0; i < d->npaths; i++)
         if ((r = vm_add_object(t, &d->objs[d->idx[i]], json_array_get(props, i), &d->err)) < 0)
@@ -618,6 +643,10 @@ static int vm_disc_props_done(struct vm_disc *d)
             vm_add_pxb(t, &d->objs[d->idx[i]], json_array_get(props, i));
     qsort(t->vsmmus, t->n_vsmmus, sizeof(*t->vsmmus), vsmmu_cmp);
     qsort(t->ports, t->n_ports, sizeof(*t->ports), port_cmp);
+    for (size_t x = 0; x < t->n_pxbs; x++)
+        for (size_t v = 0; v < t->n_vsmmus; v++)
+            if (t->pxbs[x].id[0] && !strcmp(t->vsmmus[v].pxb_id, t->pxbs[x].id))
+                t->pxbs[x].vsmmu = (int)v;
     for (size_t p = 0; p < t->n_ports; p++)
         for (size_t v = 0; v < t->n_vsmmus; v++)
             if (t->vsmmus[v].primary_bus[0] && !strcmp(t->ports[p].parent_bus, t->vsmmus[v].primary_bus))

@@ -276,6 +276,91 @@ static void test_cli_topology_text_accel(void **state)
     cli_finish(&c, true);
 }
 
+/* topology --xml on the recorded VM: every pxb (busNr, its slot on pcie.0), every root port with an id on its
+ * bus (renumbered: the VM's ids are not libvirt's pci.N, and each rename is noted), one <iommu> per vSMMU in
+ * identifier order; the anonymous port and the e1000e are left out with a note. Same facts as `topology`:
+ * the replay must be played exactly (nothing else sent). */
+static void test_cli_topology_xml(void **state)
+{
+    struct cli_rig c;
+    struct smmu_run r;
+    (void)state;
+    cli_start(&c, A64);
+    cli_run(&c, &r, (const char *[]){"topology", "--xml", NULL});
+    if (r.status != 0)
+        fail_msg("exit %d: %s", r.status, r.err);
+    assert_has(r.out, "pcie.1=pci.1 pcie.2=pci.2 rp1a=pci.3 rp1b=pci.4 rp2a=pci.5 rp2b=pci.6 rp0=pci.7");
+    assert_has(r.out, "  <controller type='pci' index='1' model='pcie-expander-bus'>\n    <model name='pxb-pcie'/>\n"
+                      "    <target busNr='252'/>\n"
+                      "    <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x0'/>\n");
+    assert_has(r.out, "  <controller type='pci' index='2' model='pcie-expander-bus'>\n    <model name='pxb-pcie'/>\n"
+                      "    <target busNr='248'/>\n"
+                      "    <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>\n");
+    assert_has(r.out, "  <controller type='pci' index='4' model='pcie-root-port'>\n    <model name='pcie-root-port'/>\n"
+                      "    <target chassis='2' port='0x2'/>\n"
+                      "    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>\n");
+    assert_has(r.out, "  <controller type='pci' index='7' model='pcie-root-port'>\n    <model name='pcie-root-port'/>\n"
+                      "    <target chassis='8' port='0x8'/>\n"
+                      "    <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>\n");
+    assert_has(r.out, "  <iommu model='smmuv3'>\n    <driver pciBus='1'/>\n  </iommu>\n"
+                      "  <iommu model='smmuv3'>\n    <driver pciBus='2'/>\n  </iommu>\n</devices>\n");
+    assert_has(r.out, "<!-- vSMMU smmuv3.2 is iommu1 to libvirt -->");
+    assert_has(r.out, "<!-- root port rp2b holds e1000e coldnic: not a hostdev, not described here -->");
+    assert_has(r.out, "an anonymous root port (/machine/peripheral-anon/device[0]) is left out");
+    assert_null(strstr(r.out, "index='8'"));
+    assert_null(strstr(r.out, "<hostdev"));
+    assert_null(strstr(r.out, "\n<qemu:override>\n"));
+    smmu_run_free(&r);
+    cli_finish(&c, true);
+}
+
+/* Accel vSMMUs with a NUMA node and a cold-plugged vfio-pci: accel='on', <node>, and the hostdev on its root
+ * port with <driver iommufd='yes'/> and a ua- alias; the fd-passed one (no host in QOM) is left out, said so.
+ * --json carries the same text as "xml" next to the topology members. */
+static void test_cli_topology_xml_accel(void **state)
+{
+    struct cli_rig c;
+    struct smmu_run r;
+    (void)state;
+    cli_start(&c, ACCEL);
+    cli_run(&c, &r, (const char *[]){"topology", "--xml", NULL});
+    assert_int_equal(r.status, 0);
+    assert_has(r.out, "    <target busNr='252'>\n      <node>0</node>\n    </target>\n");
+    assert_has(r.out, "    <target busNr='248'>\n      <node>1</node>\n    </target>\n");
+    assert_has(r.out, "<!-- pxb-pcie pcie.1 with vSMMU smmuv3.1, bound to host SMMU " S1 " -->");
+    assert_has(r.out, "    <driver pciBus='1' accel='on'/>\n");
+    assert_has(r.out, "    <driver pciBus='2' accel='on'/>\n");
+    assert_has(r.out, "  <hostdev mode='subsystem' type='pci' managed='no'>\n"
+                      "    <driver iommufd='yes'/>\n"
+                      "    <source>\n"
+                      "      <address domain='0x0009' bus='0x01' slot='0x00' function='0x0'/>\n"
+                      "    </source>\n"
+                      "    <alias name='ua-hostdev0'/>\n"
+                      "    <address type='pci' domain='0x0000' bus='0x03' slot='0x00' function='0x0'/>\n"
+                      "  </hostdev>\n");
+    assert_has(r.out, "vfio-pci /machine/peripheral-anon/device[0] is left out: passed by fd");
+    assert_int_equal(smmu_test_count(r.out, "<hostdev "), 1);
+    smmu_run_free(&r);
+    cli_finish(&c, true);
+
+    cli_start(&c, ACCEL);
+    cli_run(&c, &r, (const char *[]){"--json", "topology", "--xml", NULL});
+    json_t *o = run_json(&r, 0);
+    assert_non_null(json_object_get(o, "vsmmus"));
+    assert_has(json_string_value(json_object_get(o, "xml")), "<alias name='ua-hostdev0'/>");
+    json_decref(o);
+    smmu_run_free(&r);
+    cli_finish(&c, true);
+
+    /* --xml is topology's alone */
+    cli_start(&c, ACCEL);
+    cli_run(&c, &r, (const char *[]){"plan", "--xml", "0009:01:00.1", NULL});
+    assert_int_equal(r.status, 2);
+    assert_has(r.err, "option --xml is only valid with: topology");
+    smmu_run_free(&r);
+    cli_finish(&c, false);
+}
+
 static const char *A64_PLAN =
     "{'ok':true,'command':'plan','iommufd':'iommufd0','creates_iommufd':false,"
     " 'placements':["
@@ -630,6 +715,8 @@ int main(void)
         cmocka_unit_test(test_cli_topology_json),
         cmocka_unit_test(test_cli_topology_text),
         cmocka_unit_test(test_cli_topology_text_accel),
+        cmocka_unit_test(test_cli_topology_xml),
+        cmocka_unit_test(test_cli_topology_xml_accel),
         cmocka_unit_test(test_cli_plan_json),
         cmocka_unit_test(test_cli_plan_text),
         cmocka_unit_test(test_cli_plan_fd_pass),

@@ -60,3 +60,11 @@ char *smmu_test_read_file(const char *path, size_t *len)
         *len = n;
     return buf;
 }
+
+size_t smmu_test_count(const char *text, const char *needle)
+{
+    size_t n = 0, len = strlen(needle);
+    for (const char *p = text; len && (p = strstr(p, needle)); p += len)
+        n++;
+    return n;
+}

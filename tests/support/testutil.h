@@ -11,5 +11,7 @@ char *smmu_test_mkdtemp(const char *tag);
 void smmu_test_rmtree(const char *path);
 /* Read a whole file into a NUL-terminated malloc'ed buffer (NULL on error); *len gets its size if non-NULL. */
 char *smmu_test_read_file(const char *path, size_t *len);
+/* How many times needle occurs in text (non-overlapping). */
+size_t smmu_test_count(const char *text, const char *needle);
 
 #endif

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "smmuctl/layout.h"
+#include "smmuctl/libvirt_xml.h"
 #include "support/fakesys.h"
 #include "support/runcli.h"
 
@@ -143,6 +144,77 @@ static void test_build(void **state)
     x = smmu_layout_xml(&l);
     assert_contains(x, "<driver pciBus='1'/>");
     free(x);
+}
+
+/* A VM that `layout` (or libvirt) made: ids pci.1..pci.M and iommu0..n-1 are kept as they are (iommu1 on the
+ * first pxb comes first only if named so), windows become memReserve and the pref64 override, a hot-plug-off
+ * port says hotplug='off', a port on pcie.0 sits on bus 0, and a vfio-pci device becomes a hostdev on its
+ * port. Pure: smmu_lvxml_from_topology on a hand-made topology. */
+static void test_from_topology(void **state)
+{
+    struct smmu_pxb pxbs[2] = {
+        {.id = "pci.2", .path = "/machine/peripheral/pci.2", .bus_nr = 248, .numa_node = 1, .slot = 2, .vsmmu = 0},
+        {.id = "pci.1", .path = "/machine/peripheral/pci.1", .bus_nr = 252, .numa_node = -1, .slot = 1, .vsmmu = 1},
+    };
+    struct smmu_vsmmu vs[2] = {
+        {.id = "iommu1", .identifier = 0, .pxb_id = "pci.2", .accel = true},
+        {.id = "iommu0", .identifier = 1, .pxb_id = "pci.1"},
+    };
+    struct smmu_rootport ports[3] = {
+        {.id = "pci.3", .chassis = 3, .port = 3, .hotplug = true, .bus_name = "pci.1", .vsmmu = 1, .slot = 0,
+         .pref64_reserve = 1ull << 38, .mem_reserve = 16u << 20, .occupant_id = "ua-gpu0",
+         .occupant_path = "/machine/peripheral/ua-gpu0", .occupant_driver = "vfio-pci"},
+        {.id = "pci.4", .chassis = 4, .port = 4, .hotplug = false, .bus_name = "pci.2", .vsmmu = 0, .slot = 0},
+        {.id = "pci.5", .chassis = 5, .port = 5, .hotplug = true, .bus_name = "pcie.0", .vsmmu = -1, .slot = -1},
+    };
+    struct smmu_vfio_dev vfio[1] = {{.id = "ua-gpu0", .host = "0009:01:00.0", .iommufd = "iommufd0", .rootport = 0}};
+    struct smmu_topology t = {.vsmmus = vs, .n_vsmmus = 2, .ports = ports, .n_ports = 3, .vfio = vfio,
+                              .n_vfio = 1, .pxbs = pxbs, .n_pxbs = 2};
+    struct smmu_error err = SMMU_ERROR_INIT;
+    struct smmu_lvxml m;
+    char *x;
+    (void)state;
+
+    assert_int_equal(smmu_lvxml_from_topology(&t, &m, &err), 0);
+    assert_int_equal(m.n_ctrls, 5);
+    assert_int_equal(m.n_notes, 0); /* nothing renamed, nothing left out */
+    x = smmu_lvxml_render(&m);
+    assert_non_null(x);
+    assert_contains(x, "<controller type='pci' index='2' model='pcie-expander-bus'>\n    <model name='pxb-pcie'/>\n"
+                       "    <target busNr='248'>\n      <node>1</node>\n    </target>\n"
+                       "    <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>");
+    assert_contains(x, "<target chassis='3' port='0x3' memReserve='16384'/>\n"
+                       "    <address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>");
+    assert_contains(x, "<target chassis='4' port='0x4' hotplug='off'/>\n"
+                       "    <address type='pci' domain='0x0000' bus='0x02' slot='0x00' function='0x0'/>");
+    /* slot unknown on pcie.0: the lowest free one there (the pxbs hold 1 and 2) */
+    assert_contains(x, "<target chassis='5' port='0x5'/>\n"
+                       "    <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>");
+    /* iommu0 (on pci.1) first: libvirt's K-th <iommu> is iommuK */
+    assert_contains(x, "<iommu model='smmuv3'>\n    <driver pciBus='1'/>\n  </iommu>\n"
+                       "  <iommu model='smmuv3'>\n    <driver pciBus='2' accel='on'/>\n  </iommu>\n");
+    assert_contains(x, "<alias name='ua-gpu0'/>\n    <address type='pci' domain='0x0000' bus='0x03' slot='0x00'");
+    assert_contains(x, "<qemu:device alias='pci.3'>");
+    assert_null(strstr(x, "alias='pci.4'"));
+    free(x);
+    smmu_lvxml_free(&m);
+
+    /* a gap in the indexes (no pci.5: libvirt would fill it with a root port) → renumbered, and said so */
+    snprintf(ports[2].id, sizeof(ports[2].id), "pci.9");
+    assert_int_equal(smmu_lvxml_from_topology(&t, &m, &err), 0);
+    assert_int_equal(m.n_notes, 1);
+    assert_contains(m.notes[0], "renumbered");
+    assert_contains(m.notes[0], "pci.9=pci.5");
+    smmu_lvxml_free(&m);
+
+    /* aliases libvirt accepts */
+    char a[SMMU_ID_LEN];
+    smmu_lvxml_alias("hostdev-0009-01-00.0", a, sizeof(a));
+    assert_string_equal(a, "ua-hostdev-0009-01-00-0");
+    smmu_lvxml_alias("ua-gpu_1", a, sizeof(a));
+    assert_string_equal(a, "ua-gpu_1");
+    smmu_lvxml_alias("ua-gpu.1", a, sizeof(a));
+    assert_string_equal(a, "ua-ua-gpu-1");
 }
 
 static void test_build_bad(void **state)
@@ -291,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_windows),
         cmocka_unit_test(test_build),
         cmocka_unit_test(test_build_bad),
+        cmocka_unit_test(test_from_topology),
         cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
