@@ -143,15 +143,92 @@ static void test_layout_boots(void **state)
     assert_int_equal(json_array_size(json_object_get(topo, "other_ports")), 0);
     assert_string_equal(json_string_value(json_array_get(json_object_get(topo, "iommufds"), 0)), "iommufd0");
     json_decref(topo);
+
+    /* topology --xml on that VM describes what layout --format xml asked for: every root port controller
+     * (index, chassis/port, its address on its pxb, memReserve), every <iommu> and every pref64-reserve
+     * override verbatim; the pxbs with their busNr and NUMA node (plus the slot QEMU gave them on pcie.0);
+     * the ids already are libvirt's, so nothing is renumbered. */
+    smmu_run_cli(&r, (const char *[]){"--sysfs", fakesys_root(fs), "layout", "--format", "xml", "--no-accel",
+                                      "0009:01:00.0", "0009:02:00.0", "0019:01:00.0", NULL}, RUN_MS);
+    assert_int_equal(r.status, 0);
+    char *lxml = strdup(r.out);
+    smmu_run_free(&r);
+    smmu_run_cli(&r, (const char *[]){"--qmp", smmu_qemu_socket_path(q), "--sysfs", fakesys_root(fs), "topology",
+                                      "--xml", NULL}, RUN_MS);
+    if (r.status != 0)
+        fail_msg("topology --xml: exit %d: %s", r.status, r.err);
+    assert_null(strstr(r.out, "renumbered"));
+    size_t blocks = 0;
+    for (const char *p = lxml; (p = strstr(p, "  <controller type='pci' index=")); p++) {
+        const char *e = strstr(p, "  </controller>\n");
+        assert_non_null(e);
+        char block[1024];
+        snprintf(block, sizeof(block), "%.*s", (int)(e - p), p);
+        if (strstr(block, "pcie-expander-bus")) { /* layout leaves the pxb's slot to libvirt */
+            char *tgt = strstr(block, "    <target busNr=");
+            assert_non_null(tgt);
+            if (!strstr(r.out, tgt))
+                fail_msg("topology --xml lacks the pxb's\n%s\n%s", tgt, r.out);
+            *tgt = 0;
+        }
+        if (!strstr(r.out, block))
+            fail_msg("topology --xml lacks layout's\n%s\n----\n%s", block, r.out);
+        blocks++;
+    }
+    assert_int_equal(blocks, 2 + 5);
+    for (const char *p = lxml; (p = strstr(p, "  <iommu model=")); p++) {
+        char block[256];
+        snprintf(block, sizeof(block), "%.*s", (int)(strstr(p, "</iommu>") - p), p);
+        assert_non_null(strstr(r.out, block));
+    }
+    assert_non_null(strstr(lxml, "<qemu:device alias='pci.3'>"));
+    assert_non_null(strstr(r.out, strstr(lxml, "\n<qemu:override>\n")));
+    assert_non_null(strstr(r.out, "      <node>1</node>\n"));
+    free(lxml);
+    smmu_run_free(&r);
     json_decref(lay);
     smmu_qemu_stop(q);
     fakesys_free(fs);
+}
+
+/* The FACTS topology (ids pcie.1, rp1a…: not libvirt's) as XML: renumbered densely with the mapping noted,
+ * same buses (busNr 252 and 248), the same ports (chassis/port) on the same pxbs, one <iommu> per pxb. */
+static void test_facts_topology_xml(void **state)
+{
+    struct smmu_qemu *q = NULL;
+    struct smmu_run r;
+    (void)state;
+    if (!smmu_qemu_available()) {
+        fprintf(stderr, "SKIP: QEMU 11 not installed in %s (run scripts/install-qemu11)\n", smmu_qemu_dir());
+        skip();
+    }
+    if (smmu_qemu_start_facts(&q, NULL) < 0)
+        fail_msg("QEMU: %s", smmu_qemu_last_error());
+    smmu_run_cli(&r, (const char *[]){"--qmp", smmu_qemu_socket_path(q), "topology", "--xml", NULL}, RUN_MS);
+    if (r.status != 0)
+        fail_msg("topology --xml: exit %d: %s", r.status, r.err);
+    assert_non_null(strstr(r.out, "renumbered (same topology, libvirt's ids): pcie.1=pci.1 pcie.2=pci.2 rp1a=pci.3 "
+                                  "rp1b=pci.4 rp2a=pci.5 rp2b=pci.6"));
+    assert_non_null(strstr(r.out, "index='1' model='pcie-expander-bus'>\n    <model name='pxb-pcie'/>\n"
+                                  "    <target busNr='252'/>"));
+    assert_non_null(strstr(r.out, "index='2' model='pcie-expander-bus'>\n    <model name='pxb-pcie'/>\n"
+                                  "    <target busNr='248'/>"));
+    assert_non_null(strstr(r.out, "index='4' model='pcie-root-port'>\n    <model name='pcie-root-port'/>\n"
+                                  "    <target chassis='2' port='0x2'/>\n"
+                                  "    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>"));
+    assert_non_null(strstr(r.out, "index='6' model='pcie-root-port'>\n    <model name='pcie-root-port'/>\n"
+                                  "    <target chassis='4' port='0x4'/>\n"
+                                  "    <address type='pci' domain='0x0000' bus='0x02' slot='0x01' function='0x0'/>"));
+    assert_non_null(strstr(r.out, "<driver pciBus='1'/>\n  </iommu>\n  <iommu model='smmuv3'>\n    <driver pciBus='2'/>"));
+    smmu_run_free(&r);
+    smmu_qemu_stop(q);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_layout_boots, smmu_qemu_teardown),
+        cmocka_unit_test_teardown(test_facts_topology_xml, smmu_qemu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
