@@ -23,6 +23,19 @@ extern "C" {
 #define SMMU_ID_LEN 128
 #define SMMU_PATH_LEN 256
 
+/* A pcie-root-port's resource reserve properties as QEMU 11 reports them when they are not set on the command
+ * line: the "size" ones (pref64/pref32/mem/io-reserve) 18446744073709551615, bus-reserve (a uint32) 4294967295.
+ * Firmware then sizes the port's windows itself — for a hot-plug port with nothing behind it at boot, AAVMF/EDK2
+ * and Linux give a minimal memory window and no prefetchable one. */
+#define SMMU_RESERVE_UNSET UINT64_MAX
+#define SMMU_BUS_RESERVE_UNSET UINT32_MAX
+
+/* One reserve hint. Zero-initialised = unset, which is also what a port without the property (ioh3420) has. */
+struct smmu_reserve {
+    bool set;                        /* the property holds a value other than QEMU's "unset" default */
+    uint64_t value;                  /* bytes (buses for bus-reserve); 0 when unset */
+};
+
 struct smmu_vsmmu {
     char id[SMMU_ID_LEN];            /* QEMU id ("smmuv3.1"); "" if anonymous */
     char path[SMMU_PATH_LEN];        /* QOM path */
@@ -49,8 +62,12 @@ struct smmu_rootport {
     int vsmmu;                       /* index into topology.vsmmus, -1 if behind no vSMMU */
     int slot;                        /* PCI slot on parent_bus (`addr` devfn >> 3), -1 unknown (the qom-get
                                         fallback does not fetch it) */
-    uint64_t pref64_reserve;         /* `pref64-reserve` in bytes, 0 when unset (QEMU's 2^64-1) or unknown */
-    uint64_t mem_reserve;            /* `mem-reserve` in bytes, 0 when unset or unknown */
+    /* resource reserve hints QEMU gives firmware for the port's windows (DESIGN §8) */
+    struct smmu_reserve pref64_reserve;  /* `pref64-reserve`: the 64-bit prefetchable window */
+    struct smmu_reserve pref32_reserve;  /* `pref32-reserve`: a 32-bit prefetchable one (QEMU: not with pref64) */
+    struct smmu_reserve mem_reserve;     /* `mem-reserve`: the non-prefetchable (32-bit) window, < 4 GiB */
+    struct smmu_reserve io_reserve;      /* `io-reserve` */
+    struct smmu_reserve bus_reserve;     /* `bus-reserve`: buses below the port */
 };
 
 /* A pxb-pcie expander bus, with or without a vSMMU on it (the vSMMU's copy of bus_nr/numa_node is the same). */

@@ -3,6 +3,7 @@
 #include "cli/render.h"
 
 #include <stdlib.h>
+#include "smmuctl/host.h"
 #include <string.h>
 
 /* ---- topology ---- */
@@ -40,6 +41,26 @@ static void render_occupant(FILE *out, const struct smmu_topology *t, const stru
     fputc(')', out);
 }
 
+/* The reserve hints set on the port ("  windows pref64 256 GiB, mem 16 MiB"); nothing when none is set. */
+static void render_windows(FILE *out, const struct smmu_rootport *rp)
+{
+    const struct { const char *name; const struct smmu_reserve *r; bool bytes; } w[] = {
+        {"pref64", &rp->pref64_reserve, true}, {"pref32", &rp->pref32_reserve, true},
+        {"mem", &rp->mem_reserve, true}, {"io", &rp->io_reserve, true}, {"bus", &rp->bus_reserve, false},
+    };
+    bool first = true;
+    for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+        char sz[32];
+        if (!w[i].r->set)
+            continue;
+        if (w[i].bytes)
+            smmu_host_size_str(w[i].r->value, sz, sizeof(sz));
+        else
+            snprintf(sz, sizeof(sz), "%llu", (unsigned long long)w[i].r->value);
+        fprintf(out, "%s%s %s", first ? "  windows " : ", ", w[i].name, sz);
+        first = false;
+    }
+}
 
 static void render_port_line(FILE *out, const struct smmu_topology *t, size_t i, const char *prefix, bool last,
                              int width, bool with_bus)
@@ -53,6 +74,7 @@ static void render_port_line(FILE *out, const struct smmu_topology *t, size_t i,
         fprintf(out, "  on %s", rp->bus_name[0] ? rp->bus_name : rp->parent_bus);
     fputs("  ", out);
     render_occupant(out, t, rp);
+    render_windows(out, rp);
     if (!rp->id[0])
         fprintf(out, "  [%s: no id, smmuctl cannot plug into it]", rp->path);
     else if (!rp->hotplug)

@@ -340,8 +340,8 @@ int smmu_lvxml_from_topology(const struct smmu_topology *t, struct smmu_lvxml *m
         c->chassis = rp->chassis;
         c->port = rp->port;
         c->no_hotplug = !rp->hotplug;
-        c->mem_reserve = rp->mem_reserve;
-        c->pref64_reserve = rp->pref64_reserve;
+        c->mem_reserve = rp->mem_reserve.value;
+        c->pref64_reserve = rp->pref64_reserve.value;
         c->slot = rp->slot;
         if (rp->occupant_path[0] && strcmp(rp->occupant_driver, "vfio-pci"))
             snprintf(c->comment, sizeof(c->comment), "root port %s holds %s %s: not a hostdev, not described here",

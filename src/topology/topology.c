@@ -85,6 +85,15 @@ static json_t *topo_int_or_null(int v)
     return v >= 0 ? json_integer(v) : json_null();
 }
 
+/* A reserve value in bytes (or buses); null when unset. Beyond json_int_t (≥ 2^63, which QEMU accepts but no
+ * window needs) it is a real, as the QMP decoder reads such numbers. */
+static json_t *topo_reserve(const struct smmu_reserve *r)
+{
+    if (!r->set)
+        return json_null();
+    return r->value <= (uint64_t)INT64_MAX ? json_integer((json_int_t)r->value) : json_real((double)r->value);
+}
+
 static json_t *topo_port_to_json(const struct smmu_topology *t, size_t i, bool with_bus)
 {
     const struct smmu_rootport *rp = &t->ports[i];
@@ -104,6 +113,11 @@ static json_t *topo_port_to_json(const struct smmu_topology *t, size_t i, bool w
     } else {
         json_object_set_new(o, "occupant", json_null());
     }
+    json_object_set_new(o, "pref64_reserve", topo_reserve(&rp->pref64_reserve));
+    json_object_set_new(o, "mem_reserve", topo_reserve(&rp->mem_reserve));
+    json_object_set_new(o, "pref32_reserve", topo_reserve(&rp->pref32_reserve));
+    json_object_set_new(o, "io_reserve", topo_reserve(&rp->io_reserve));
+    json_object_set_new(o, "bus_reserve", topo_reserve(&rp->bus_reserve));
     return o;
 }
 

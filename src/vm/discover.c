@@ -7,6 +7,7 @@
 #include "smmuctl/vm.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,17 +197,6 @@ static int prop_int(json_t *entry, const char *name, int dflt)
     return dflt;
 }
 
-/* A size/uint64 property; 0 when absent or QEMU's "unset" (2^64-1, which the decoder turns into a real). */
-static uint64_t prop_size(json_t *entry, const char *name)
-{
-    json_t *v = smmu_vm_prop(entry, name);
-    if (json_is_integer(v))
-        return json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
-    if (json_is_real(v) && json_real_value(v) > 0 && json_real_value(v) < 1.8e19)
-        return (uint64_t)json_real_value(v);
-    return 0;
-}
-
 static bool prop_bool(json_t *entry, const char *name, bool dflt)
 {
     json_t *v = smmu_vm_prop(entry, name);
@@ -229,6 +219,58 @@ static int need_prop(json_t *entry, const char *path, const char *type, const ch
                           v ? (integer ? "non-integer" : "non-string") : "no property", name);
 }
 
+/* A uint64 property ("size", "uint32"): absent → dflt. QEMU prints sizes as bare integers up to 2^64-1, which the
+ * decoder turns into reals when they do not fit json_int_t (18446744073709551615 becomes 2^64 as a double):
+ * both forms are read, a real at or above 2^64 is UINT64_MAX (the unset value). A negative, fractional or
+ * non-number value is -EPROTO naming the object: a wrong window would mislead the planner and doctor. */
+static int prop_u64(json_t *entry, const char *path, const char *type, const char *name, uint64_t dflt,
+                    uint64_t *out, struct smmu_error *err)
+{
+    json_t *v = smmu_vm_prop(entry, name);
+    *out = dflt;
+    if (!v)
+        return 0;
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = (uint64_t)json_integer_value(v);
+        return 0;
+    }
+    if (json_is_real(v) && json_real_value(v) >= 18446744073709551616.0) {
+        *out = UINT64_MAX;
+        return 0;
+    }
+    if (json_is_real(v) && json_real_value(v) >= 0 && json_real_value(v) == (double)(uint64_t)json_real_value(v)) {
+        *out = (uint64_t)json_real_value(v);
+        return 0;
+    }
+    return smmu_error_set(err, -EPROTO, "QOM properties of %s (%s): '%s' is not a non-negative integer in QEMU's reply",
+                          path, type, name);
+}
+
+/* One reserve property: set unless absent or QEMU's unset default. */
+static int vm_reserve(struct smmu_rootport *p, json_t *e, const char *type, const char *name, uint64_t unset,
+                      struct smmu_reserve *out, struct smmu_error *err)
+{
+    uint64_t v;
+    int r = prop_u64(e, p->path, type, name, unset, &v, err);
+    if (r < 0)
+        return r;
+    out->set = v != unset;
+    out->value = out->set ? v : 0;
+    return 0;
+}
+
+/* The root port's resource reserve properties (DESIGN §8); unset when absent (ioh3420 has none). */
+static int vm_port_reserves(struct smmu_rootport *p, json_t *e, const char *type, struct smmu_error *err)
+{
+    int r;
+    if ((r = vm_reserve(p, e, type, "pref64-reserve", SMMU_RESERVE_UNSET, &p->pref64_reserve, err)) < 0 ||
+        (r = vm_reserve(p, e, type, "pref32-reserve", SMMU_RESERVE_UNSET, &p->pref32_reserve, err)) < 0 ||
+        (r = vm_reserve(p, e, type, "mem-reserve", SMMU_RESERVE_UNSET, &p->mem_reserve, err)) < 0 ||
+        (r = vm_reserve(p, e, type, "io-reserve", SMMU_RESERVE_UNSET, &p->io_reserve, err)) < 0)
+        return r;
+    return vm_reserve(p, e, type, "bus-reserve", SMMU_BUS_RESERVE_UNSET, &p->bus_reserve, err);
+}
+
 /* ---- properties of many paths: qom-list-get, or qom-list + qom-get ---- */
 
 /* Properties the fallback fetches one by one (everything the topology needs). */
@@ -236,7 +278,8 @@ static bool vm_wanted(const char *name, const char *type)
 {
     static const char *const names[] = {"type", "parent_bus", "primary-bus", "accel", "identifier", "bus_nr",
                                         "numa_node", "chassis", "port", "hotplug", "host", "sysfsdev",
-                                        "iommufd", "hotplugged", "acpi_uid", NULL};
+                                        "iommufd", "hotplugged", "acpi_uid", "pref64-reserve",
+                                        "pref32-reserve", "mem-reserve", "io-reserve", "bus-reserve", NULL};
     for (size_t i = 0; names[i]; i++)
         if (!strcmp(name, names[i]))
             return true;
@@ -508,8 +551,8 @@ static int vm_add_object(struct smmu_topology *t, const struct vm_obj *o, json_t
         p->vsmmu = -1;
         p->slot = prop_int(e, "addr", -1); /* devfn; absent in the qom-get fallback */
         p->slot = p->slot >= 0 ? p->slot >> 3 : -1;
-        p->pref64_reserve = prop_size(e, "pref64-reserve");
-        p->mem_reserve = prop_size(e, "mem-reserve");
+        if ((r = vm_port_reserves(p, e, o->type, err)) < 0)
+            return r;
     } else if (is_vfio_type(o->type)) {
         struct smmu_vfio_dev *f = &t->vfio[t->n_vfio++];
         const char *host = prop_str(e, "host"), *sysfsdev = prop_str(e, "sysfsdev");

@@ -33,6 +33,9 @@
 #include "support/runcli.h"
 #include "support/testutil.h"
 
+/* A port's resource reserve members when none is set on QEMU's command line (all unset). */
+#define NORES ",'pref64_reserve':null,'mem_reserve':null,'pref32_reserve':null,'io_reserve':null,'bus_reserve':null"
+
 #define RUN_MS 20000
 #define S1 "smmu3.0x0000000016000000"
 #define S2 "smmu3.0x0000000018000000"
@@ -51,29 +54,29 @@ static const char *A64_TOPO =
     "{'qemu':{'major':11,'minor':1,'micro':3},"
     " 'vsmmus':[{'id':'smmuv3.1','path':'/machine/peripheral/smmuv3.1','accel':false,'identifier':0,'pxb':'pcie.1',"
     "            'bus_nr':252,'numa_node':null,'bound_smmu':null,"
-    "            'ports':[{'id':'rp1a','path':'/machine/peripheral/rp1a','chassis':1,'port':1,'hotplug':true,'occupant':null},"
-    "                     {'id':'rp1b','path':'/machine/peripheral/rp1b','chassis':2,'port':2,'hotplug':true,'occupant':null}]},"
+    "            'ports':[{'id':'rp1a','path':'/machine/peripheral/rp1a','chassis':1,'port':1,'hotplug':true,'occupant':null" NORES "},"
+    "                     {'id':'rp1b','path':'/machine/peripheral/rp1b','chassis':2,'port':2,'hotplug':true,'occupant':null" NORES "}]},"
     "           {'id':'smmuv3.2','path':'/machine/peripheral/smmuv3.2','accel':false,'identifier':1,'pxb':'pcie.2',"
     "            'bus_nr':248,'numa_node':null,'bound_smmu':null,"
-    "            'ports':[{'id':'rp2a','path':'/machine/peripheral/rp2a','chassis':3,'port':3,'hotplug':true,'occupant':null},"
+    "            'ports':[{'id':'rp2a','path':'/machine/peripheral/rp2a','chassis':3,'port':3,'hotplug':true,'occupant':null" NORES "},"
     "                     {'id':'rp2b','path':'/machine/peripheral/rp2b','chassis':4,'port':4,'hotplug':true,"
-    "                      'occupant':{'id':'coldnic','driver':'e1000e'}}]}],"
+    "                      'occupant':{'id':'coldnic','driver':'e1000e'}" NORES "}]}],"
     " 'other_ports':[{'id':'rp0','path':'/machine/peripheral/rp0','bus':'pcie.0','chassis':8,'port':8,'hotplug':true,"
-    "                 'occupant':null},"
+    "                 'occupant':null" NORES "},"
     "                {'id':null,'path':'/machine/peripheral-anon/device[0]','bus':'pcie.0','chassis':9,'port':0,"
-    "                 'hotplug':true,'occupant':null}],"
+    "                 'hotplug':true,'occupant':null" NORES "}],"
     " 'iommufds':['iommufd0'],'vfio':[]}";
 
 static const char *Q35_TOPO =
     "{'qemu':{'major':11,'minor':1,'micro':3},'vsmmus':[],"
     " 'other_ports':[{'id':'rp1','path':'/machine/peripheral/rp1','bus':'pcie.0','chassis':1,'port':1,'hotplug':true,"
-    "                 'occupant':{'id':'coldnic','driver':'e1000e'}},"
+    "                 'occupant':{'id':'coldnic','driver':'e1000e'}" NORES "},"
     "                {'id':'rp2','path':'/machine/peripheral/rp2','bus':'pcie.0','chassis':2,'port':2,'hotplug':true,"
-    "                 'occupant':null},"
+    "                 'occupant':null" NORES "},"
     "                {'id':'rp3','path':'/machine/peripheral/rp3','bus':'pcie.0','chassis':3,'port':3,'hotplug':true,"
-    "                 'occupant':null},"
+    "                 'occupant':null" NORES "},"
     "                {'id':null,'path':'/machine/peripheral-anon/device[0]','bus':'pcie.0','chassis':9,'port':0,"
-    "                 'hotplug':true,'occupant':null}],"
+    "                 'hotplug':true,'occupant':null" NORES "}],"
     " 'iommufds':[],'vfio':[]}";
 
 /* ---- in-process: smmu_vm_discover on the recorded sessions ---- */
@@ -116,6 +119,52 @@ static void test_recorded_q35(void **state)
     smmu_test_assert_json_eq(exp, got);
     json_decref(exp);
     json_decref(got);
+    smmu_topology_free(&t);
+}
+
+/* Root ports launched with resource reserve properties (recorded by tests/e2e/test_e2e_doctor.c): discovery
+ * reads them from the batch it already sends. The replay server fails on any command the fixture does not
+ * list, and the fixture holds exactly six: the windows cost no extra round trip. */
+#define A64_RESERVE "discover-a64-qemu11-reserve.txt"
+
+static void assert_res(const struct smmu_reserve *r, bool set, uint64_t value)
+{
+    assert_int_equal(r->set, set);
+    assert_int_equal(r->value, value);
+}
+
+static void test_recorded_a64_reserves(void **state)
+{
+    struct smmu_topology t;
+    char *text = smmu_test_read_file(SMMU_FIXTURES_DIR "/" A64_RESERVE, NULL), *l;
+    int commands = 0;
+    (void)state;
+    assert_non_null(text);
+    for (l = text; (l = strstr(l, "\nC: ")); l++)
+        commands++;
+    free(text);
+    assert_int_equal(commands, 6); /* capabilities, 3 qom-list, 2 qom-list-get */
+    discover_fixture(A64_RESERVE, &t);
+    assert_true(t.has_qom_list_get);
+    const struct smmu_rootport *a = &t.ports[smmu_topology_find_port(&t, "rp1a")];
+    const struct smmu_rootport *b = &t.ports[smmu_topology_find_port(&t, "rp1b")];
+    const struct smmu_rootport *c = &t.ports[smmu_topology_find_port(&t, "rp1c")];
+    const struct smmu_rootport *d = &t.ports[smmu_topology_find_port(&t, "rp2a")];
+    /* unset: QEMU's 18446744073709551615 (a real after the decoder) and 4294967295 */
+    assert_res(&a->pref64_reserve, false, 0);
+    assert_res(&a->pref32_reserve, false, 0);
+    assert_res(&a->mem_reserve, false, 0);
+    assert_res(&a->io_reserve, false, 0);
+    assert_res(&a->bus_reserve, false, 0);
+    assert_res(&b->pref64_reserve, true, 64ull << 30);
+    assert_res(&b->mem_reserve, true, 32ull << 20);
+    assert_res(&c->pref64_reserve, true, 256ull << 30);
+    assert_res(&c->mem_reserve, true, 16ull << 20);
+    assert_res(&d->pref64_reserve, false, 0);
+    assert_res(&d->pref32_reserve, true, 16ull << 20);
+    assert_res(&d->io_reserve, true, 0);
+    assert_res(&d->bus_reserve, true, 2);
+    assert_string_equal(t.ports[smmu_topology_find_port(&t, "rp1d")].occupant_id, "nic0");
     smmu_topology_free(&t);
 }
 
@@ -712,6 +761,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_recorded_a64),
         cmocka_unit_test(test_recorded_q35),
+        cmocka_unit_test(test_recorded_a64_reserves),
         cmocka_unit_test(test_cli_topology_json),
         cmocka_unit_test(test_cli_topology_text),
         cmocka_unit_test(test_cli_topology_text_accel),

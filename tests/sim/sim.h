@@ -80,6 +80,8 @@ struct sim_dev {
     /* root port */
     int chassis, port, slot;
     bool hotplug;
+    uint64_t res_pref64, res_pref32, res_mem, res_io; /* *-reserve; UINT64_MAX = unset (QEMU's default) */
+    uint32_t res_bus;            /* bus-reserve; UINT32_MAX = unset */
     /* arm-smmuv3 */
     bool accel;
     int identifier;

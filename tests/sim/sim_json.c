@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -534,6 +535,13 @@ json_t *sim_json_u64max(void)
     return json_real(18446744073709551616.0);
 }
 
+json_t *sim_json_u64(uint64_t v)
+{
+    if (v == UINT64_MAX)
+        return sim_json_u64max();
+    return v <= (uint64_t)INT64_MAX ? json_integer((json_int_t)v) : json_real((double)v);
+}
+
 /* ---- serialiser ---- */
 
 struct buf { char *s; size_t len, cap; };
@@ -628,7 +636,12 @@ static void put_val(struct buf *b, const json_t *v)
     case JSON_REAL:
         if (json_real_value(v) == 18446744073709551616.0)
             bputs(b, "18446744073709551615");
-        else {
+        else if (json_real_value(v) >= 9223372036854775808.0 && json_real_value(v) < 18446744073709551616.0 &&
+                 json_real_value(v) == (double)(uint64_t)json_real_value(v)) {
+            /* a uint64 above INT64_MAX (what the parser made of QEMU's integer): printed as QEMU does */
+            snprintf(tmp, sizeof(tmp), "%" PRIu64, (uint64_t)json_real_value(v));
+            bputs(b, tmp);
+        } else {
             snprintf(tmp, sizeof(tmp), "%.17g", json_real_value(v));
             bputs(b, tmp);
         }

@@ -16,6 +16,7 @@
 #define SIM_JSON_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 
 struct sim_json_parser;
@@ -38,5 +39,8 @@ json_t *sim_json_loads(const char *text, size_t len);
 
 /* The uint64 max QEMU prints for "size"/reserve properties. */
 json_t *sim_json_u64max(void);
+/* A uint64 property value as the decoder holds what QEMU prints: an integer up to INT64_MAX, above that a
+ * real (UINT64_MAX as 2^64, which prints as 18446744073709551615; an integral real prints as an integer). */
+json_t *sim_json_u64(uint64_t v);
 
 #endif

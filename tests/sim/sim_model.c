@@ -414,6 +414,8 @@ struct sim_dev *sim_dev_new(struct sim *s, const char *driver, const char *id)
     d->held_vfd = -1;
     d->numa_node = 128;
     d->hotplug = true;
+    d->res_pref64 = d->res_pref32 = d->res_mem = d->res_io = UINT64_MAX;
+    d->res_bus = UINT32_MAX;
     d->devfn = -1;
     if (id && id[0]) {
         snprintf(d->id, sizeof(d->id), "%s", id);
@@ -585,8 +587,11 @@ static json_t *class_value(struct sim *s, struct sim_obj *o, const char *n)
             if (!strcmp(n, "power_controller_present")) return json_true();
             if (!strcmp(n, "x-width")) return json_string("32");
             if (!strcmp(n, "x-speed")) return json_string("16");
-            if (!strcmp(n, "bus-reserve")) return json_integer(4294967295LL);
-            if (strstr(n, "-reserve")) return sim_json_u64max();
+            if (!strcmp(n, "bus-reserve")) return json_integer(d->res_bus);
+            if (!strcmp(n, "pref64-reserve")) return sim_json_u64(d->res_pref64);
+            if (!strcmp(n, "pref32-reserve")) return sim_json_u64(d->res_pref32);
+            if (!strcmp(n, "mem-reserve")) return sim_json_u64(d->res_mem);
+            if (!strcmp(n, "io-reserve")) return sim_json_u64(d->res_io);
             return json_false();
         }
         if (!strcmp(d->driver, "pxb-pcie")) {
@@ -744,6 +749,108 @@ static bool opt_bool(json_t *o, const char *k)
     return v && (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes"));
 }
 
+/* QEMU's qemu_strtosz for a "size" property: decimal (a fraction only with a unit) or 0x hex (no unit), then at
+ * most one unit letter of B K M G T P E (any case, powers of 1024), below 2^64. -1 when QEMU would refuse it. */
+static int parse_size(const char *s, uint64_t *out)
+{
+    static const char units[] = "BKMGTPE";
+    const char *p = s, *u;
+    uint64_t val = 0, mul = 1;
+    double frac = 0;
+    bool hex = !strncmp(s, "0x", 2) || !strncmp(s, "0X", 2);
+    if (hex) {
+        p += 2;
+        if (!*p)
+            return -1;
+        for (; *p; p++) {
+            int dgt = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10
+                    : *p >= 'A' && *p <= 'F' ? *p - 'A' + 10 : -1;
+            if (dgt < 0 || val > (UINT64_MAX >> 4))
+                return -1;
+            val = val << 4 | (uint64_t)dgt;
+        }
+        *out = val;
+        return 0;
+    }
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (val > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+            return -1;
+        val = val * 10 + (uint64_t)(*p - '0');
+    }
+    if (*p == '.') {
+        double scale = 0.1;
+        if (p[1] < '0' || p[1] > '9')
+            return -1;
+        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+            frac += (*p - '0') * scale;
+    }
+    if (*p) {
+        char c = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        if (!(u = strchr(units, c)) || p[1])
+            return -1;
+        for (long k = u - units; k > 0; k--)
+            mul <<= 10;
+    }
+    if (frac != 0 && mul == 1)
+        return -1;
+    if (val > UINT64_MAX / mul || (frac != 0 && val * mul > UINT64_MAX - (uint64_t)(frac * (double)mul)))
+        return -1;
+    *out = val * mul + (uint64_t)(frac * (double)mul);
+    return 0;
+}
+
+/* The resource reserve properties of a pcie-root-port spec, with QEMU's property errors ("expects size",
+ * "expects integer", "expects uint32_t") and then its realize errors (pci_bridge_qemu_reserve_cap_init) in
+ * QEMU's order. 0, or -1 with msg. */
+static int rp_reserves(json_t *o, const char *spec, struct sim_dev *tmp, bool realize, char *msg, size_t msglen)
+{
+    static const char *const names[] = {"mem-reserve", "pref64-reserve", "io-reserve", "pref32-reserve"};
+    uint64_t *slots[] = {&tmp->res_mem, &tmp->res_pref64, &tmp->res_io, &tmp->res_pref32};
+    const char *b = opt(o, "bus-reserve");
+    if (!realize) {
+        tmp->res_pref64 = tmp->res_pref32 = tmp->res_mem = tmp->res_io = UINT64_MAX;
+        tmp->res_bus = UINT32_MAX;
+        for (size_t i = 0; i < 4; i++) {
+            const char *v = opt(o, names[i]);
+            if (v && parse_size(v, slots[i]) < 0) {
+                snprintf(msg, msglen, "-device %s: Parameter '%s' expects size", spec, names[i]);
+                return -1;
+            }
+        }
+        if (b) {
+            char *end;
+            long long l;
+            errno = 0;
+            l = strtoll(b, &end, 0);
+            if (end == b || *end || errno) {
+                snprintf(msg, msglen, "-device %s: Parameter 'bus-reserve' expects integer", spec);
+                return -1;
+            }
+            if (l < 0 || l > (long long)UINT32_MAX) {
+                snprintf(msg, msglen, "-device %s: Parameter 'bus-reserve' expects uint32_t", spec);
+                return -1;
+            }
+            tmp->res_bus = (uint32_t)l;
+        }
+        return 0;
+    }
+    if (tmp->res_pref32 != UINT64_MAX && tmp->res_pref64 != UINT64_MAX) {
+        snprintf(msg, msglen, "-device %s: PCI resource reserve cap: PREF32 and PREF64 conflict", spec);
+        return -1;
+    }
+    if (tmp->res_mem != UINT64_MAX && tmp->res_mem >= (4ull << 30)) {
+        snprintf(msg, msglen, "-device %s: PCI resource reserve cap: mem-reserve must be less than 4G", spec);
+        return -1;
+    }
+    if (tmp->res_pref32 != UINT64_MAX && tmp->res_pref32 >= (4ull << 30)) {
+        snprintf(msg, msglen, "-device %s: PCI resource reserve cap: pref32-reserve  must be less than 4G", spec);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_addr(const char *a)
 {
     unsigned slot = 0, fn = 0;
@@ -793,10 +900,9 @@ static void rp_realize(struct sim *s, struct sim_dev *d)
 {
     char bp[SIM_PATH_MAX + 64];
     const char *bname = d->id[0] ? d->id : "pcie.0";
-    static const char *win[] = {"pci_bridge_io[1]", "pci_bridge_mem[0]", "pci_bridge_pref_mem[0]",
+    static const char *win[] = {"pci_bridge_pref_mem[0]", "pci_bridge_mem[0]", "pci_bridge_io[1]",
                                 "pci_bridge_vga_io_lo[0]", "pci_bridge_vga_io_hi[0]", "pci_bridge_vga_mem[0]"};
-    add_mr(d, "pci_bridge_pci[0]");
-    add_mr(d, "pci_bridge_io[0]");
+    /* pci_bridge_initfn: the secondary bus (qbus_init) first, then the bridge's address spaces */
     snprintf(bp, sizeof(bp), "%s/%s", d->obj->path, bname);
     d->sec_bus = bus_new(s, bname, BUS_PORT, bp, "PCIE");
     d->sec_bus->owner = d;
@@ -805,6 +911,8 @@ static void rp_realize(struct sim *s, struct sim_dev *d)
     sim_obj_set(d->sec_bus->obj, "hotplug-handler", "link<hotplug-handler>",
                 json_string(s->q35 && d->parent_bus == s->root_bus ? "/machine/unattached/device[2]" : d->obj->path));
     sim_obj_set(d->obj, bname, "child<PCIE>", json_string(bp));
+    add_mr(d, "pci_bridge_pci[0]");
+    add_mr(d, "pci_bridge_io[0]");
     for (size_t i = 0; i < sizeof(win) / sizeof(win[0]); i++)
         add_mr(d, win[i]);
     add_mr(d, "pcie-root-port-msix[0]");
@@ -816,7 +924,7 @@ int sim_cold_device(struct sim *s, const char *spec, char *msg, size_t msglen)
 {
     json_t *o = parse_opts(spec, "driver");
     const char *drv = opt(o, "driver"), *id = opt(o, "id"), *busname = opt(o, "bus");
-    struct sim_dev *d;
+    struct sim_dev *d, rp_res;
     struct sim_bus *bus = NULL;
     int devfn, rc = -1;
     if (!drv) {
@@ -876,12 +984,16 @@ int sim_cold_device(struct sim *s, const char *spec, char *msg, size_t msglen)
         snprintf(msg, msglen, "-device %s: Bus '%s' not found", spec, busname);
         goto out;
     }
+    if (!strcmp(drv, "pcie-root-port") && rp_reserves(o, spec, &rp_res, false, msg, msglen) < 0)
+        goto out;
     devfn = opt(o, "addr") ? parse_addr(opt(o, "addr")) : first_free(bus);
     if (devfn < 0 || devfn > 255 || bus->slots[devfn]) {
         snprintf(msg, msglen, "-device %s: PCI: no slot/function available for %s, all in use or reserved",
                  spec, drv);
         goto out;
     }
+    if (!strcmp(drv, "pcie-root-port") && rp_reserves(o, spec, &rp_res, true, msg, msglen) < 0)
+        goto out;
     if (!strcmp(drv, "vfio-pci")) {
         if (!opt(o, "host") && !opt(o, "fd")) {
             snprintf(msg, msglen, "-device %s: No provided host device", spec);
@@ -912,6 +1024,11 @@ int sim_cold_device(struct sim *s, const char *spec, char *msg, size_t msglen)
         d->slot = opt(o, "slot") ? atoi(opt(o, "slot")) : 0;
         if (opt(o, "hotplug"))
             d->hotplug = opt_bool(o, "hotplug");
+        d->res_pref64 = rp_res.res_pref64;
+        d->res_pref32 = rp_res.res_pref32;
+        d->res_mem = rp_res.res_mem;
+        d->res_io = rp_res.res_io;
+        d->res_bus = rp_res.res_bus;
         rp_realize(s, d);
     } else {
         if (opt(o, "host"))
@@ -959,7 +1076,7 @@ out:
  * root buses walked in reverse registration order (QEMU's notifier list is LIFO), slots ascending. */
 void sim_machine_done(struct sim *s)
 {
-    struct sim_bus *roots[64];
+    struct sim_bus *roots[256];
     int n = 0;
     if (s->q35) { /* ACPI PCI hotplug numbers the bridges' buses, newest first */
         int nports = 0, k = 0;
@@ -969,20 +1086,21 @@ void sim_machine_done(struct sim *s)
             if (b->kind == BUS_PORT)
                 sim_obj_set(b->obj, "acpi-pcihp-bsel", "uint32", json_integer(nports - 1 - k++));
     }
+    /* Every PCI bus registered a machine-done notifier when it was created, and QEMU runs them newest first:
+     * each gives its devices their bus-master address space, behind a vSMMU an IOMMU memory region numbered by
+     * the global counter. So the devices behind the last root port come first, the pxbs' own ports last. */
     for (struct sim_bus *b = s->buses; b; b = b->next)
-        if ((b->kind == BUS_ROOT || b->kind == BUS_PXB) && n < 64)
+        if (n < 256)
             roots[n++] = b;
     for (int i = n - 1; i >= 0; i--)
         for (int devfn = 0; devfn < 256; devfn++) {
             struct sim_dev *d = roots[i]->slots[devfn];
             if (!d || d == (struct sim_dev *)-1)
                 continue;
-            add_mr(d, "bus master[0]");
+            if (roots[i]->kind == BUS_ROOT || roots[i]->kind == BUS_PXB)
+                add_mr(d, "bus master[0]"); /* port-bus devices got theirs at attach */
             smmu_as_once(s, roots[i], devfn);
         }
-    for (struct sim_dev *d = s->devs; d; d = d->next)
-        if (d->parent_bus && d->parent_bus->kind == BUS_PORT)
-            smmu_as_once(s, d->parent_bus, d->devfn);
 }
 
 /* ---- dump ---- */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -601,6 +602,53 @@ static void test_dump_on_exit(void **state)
     free(dir);
 }
 
+/* Root-port resource reserve properties on the command line: the values QEMU 11.1.3 reports (compared with real
+ * QEMU in test_sim_vs_qemu) and the refusals it gives, verbatim as observed there (qemu-system-aarch64 exits 1
+ * with "<prog>: -device SPEC: MSG"): property parsing first ("expects …"), then realize's rules. */
+static void test_root_port_reserve_errors(void **state)
+{
+    static const struct { const char *opts, *msg; } bad[] = {
+        {"pref64-reserve=64G,pref32-reserve=16M", "PCI resource reserve cap: PREF32 and PREF64 conflict"},
+        {"mem-reserve=4G", "PCI resource reserve cap: mem-reserve must be less than 4G"},
+        {"pref32-reserve=4G", "PCI resource reserve cap: pref32-reserve  must be less than 4G"},
+        {"pref64-reserve=abc", "Parameter 'pref64-reserve' expects size"},
+        {"pref64-reserve=20E", "Parameter 'pref64-reserve' expects size"},
+        {"mem-reserve=16E", "Parameter 'mem-reserve' expects size"},
+        {"pref64-reserve=-1", "Parameter 'pref64-reserve' expects size"},
+        {"pref64-reserve=1.5", "Parameter 'pref64-reserve' expects size"},
+        {"pref64-reserve=0x10M", "Parameter 'pref64-reserve' expects size"},
+        {"pref64-reserve=64GiB", "Parameter 'pref64-reserve' expects size"},
+        {"bus-reserve=abc", "Parameter 'bus-reserve' expects integer"},
+        {"bus-reserve=-1", "Parameter 'bus-reserve' expects uint32_t"},
+        {"bus-reserve=4294967296", "Parameter 'bus-reserve' expects uint32_t"},
+    };
+    char *dir = smmu_test_mkdtemp("simres");
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char cmd[2048], out[1024] = "", want[512];
+        const char *bin = getenv("QMP_SIM_BIN");
+        FILE *p;
+        size_t n;
+        int st;
+        snprintf(want, sizeof(want), "-device pcie-root-port,id=rp1,bus=pcie.1,chassis=1,port=1,%s: %s\n",
+                 bad[i].opts, bad[i].msg);
+        snprintf(cmd, sizeof(cmd), "'%s' --qmp '%s/q.sock' -device pxb-pcie,id=pcie.1,bus_nr=252,bus=pcie.0 "
+                 "-device 'pcie-root-port,id=rp1,bus=pcie.1,chassis=1,port=1,%s' 2>&1 </dev/null",
+                 bin && *bin ? bin : SMMU_BINARY_DIR "/tests/sim/qmp-sim", dir, bad[i].opts);
+        p = popen(cmd, "r");
+        assert_non_null(p);
+        n = fread(out, 1, sizeof(out) - 1, p);
+        out[n] = 0;
+        st = pclose(p);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 1);
+        if (!strstr(out, want))
+            fail_msg("%s: expected \"%s\" in: %s", bad[i].opts, want, out);
+    }
+    smmu_test_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -616,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_faults),
         cmocka_unit_test(test_second_client_waits),
         cmocka_unit_test(test_dump_on_exit),
+        cmocka_unit_test(test_root_port_reserve_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -162,7 +162,7 @@ static void test_from_topology(void **state)
     };
     struct smmu_rootport ports[3] = {
         {.id = "pci.3", .chassis = 3, .port = 3, .hotplug = true, .bus_name = "pci.1", .vsmmu = 1, .slot = 0,
-         .pref64_reserve = 1ull << 38, .mem_reserve = 16u << 20, .occupant_id = "ua-gpu0",
+         .pref64_reserve = {true, 1ull << 38}, .mem_reserve = {true, 16u << 20}, .occupant_id = "ua-gpu0",
          .occupant_path = "/machine/peripheral/ua-gpu0", .occupant_driver = "vfio-pci"},
         {.id = "pci.4", .chassis = 4, .port = 4, .hotplug = false, .bus_name = "pci.2", .vsmmu = 0, .slot = 0},
         {.id = "pci.5", .chassis = 5, .port = 5, .hotplug = true, .bus_name = "pcie.0", .vsmmu = -1, .slot = -1},

@@ -64,6 +64,10 @@ static void build(struct smmu_topology *t)
     t->n_ports = 5;
     t->ports = calloc(5, sizeof(*t->ports));
     set_port(&t->ports[0], "rp1b", 0, 2, 2, true, "pcie.1");
+    t->ports[0].pref64_reserve = (struct smmu_reserve){true, 64ull << 30};
+    t->ports[0].mem_reserve = (struct smmu_reserve){true, 32ull << 20};
+    t->ports[0].io_reserve = (struct smmu_reserve){true, 0}; /* set to 0 (no window) is not unset */
+    t->ports[0].bus_reserve = (struct smmu_reserve){true, 2};
     set_port(&t->ports[1], "rp1a", 0, 1, 1, true, "pcie.1");
     set_occupant(&t->ports[1], "cold0", "vfio-pci");
     set_port(&t->ports[2], "rp2a", 1, 3, 3, false, "pcie.2");
@@ -116,6 +120,9 @@ static void test_find(void **state)
     smmu_topology_free(NULL);
 }
 
+/* The reserve members of a port with none set (zero-initialised = unset). */
+#define NORES "\"pref64_reserve\":null,\"mem_reserve\":null,\"pref32_reserve\":null,\"io_reserve\":null,\"bus_reserve\":null"
+
 static void test_to_json_exact(void **state)
 {
     (void)state;
@@ -129,18 +136,19 @@ static void test_to_json_exact(void **state)
         "{\"id\":\"smmuv3.1\",\"path\":\"/machine/peripheral/smmuv3.1\",\"accel\":true,\"identifier\":0,"
         "\"pxb\":\"pcie.1\",\"bus_nr\":252,\"numa_node\":0,\"bound_smmu\":\"" S1 "\",\"ports\":["
         "{\"id\":\"rp1a\",\"path\":\"/machine/peripheral/rp1a\",\"chassis\":1,\"port\":1,\"hotplug\":true,"
-        "\"occupant\":{\"id\":\"cold0\",\"driver\":\"vfio-pci\"}},"
+        "\"occupant\":{\"id\":\"cold0\",\"driver\":\"vfio-pci\"}," NORES "},"
         "{\"id\":\"rp1b\",\"path\":\"/machine/peripheral/rp1b\",\"chassis\":2,\"port\":2,\"hotplug\":true,"
-        "\"occupant\":null}]},"
+        "\"occupant\":null,\"pref64_reserve\":68719476736,\"mem_reserve\":33554432,\"pref32_reserve\":null,"
+        "\"io_reserve\":0,\"bus_reserve\":2}]},"
         "{\"id\":\"smmuv3.2\",\"path\":\"/machine/peripheral/smmuv3.2\",\"accel\":false,\"identifier\":1,"
         "\"pxb\":\"pcie.2\",\"bus_nr\":null,\"numa_node\":null,\"bound_smmu\":null,\"ports\":["
         "{\"id\":\"rp2a\",\"path\":\"/machine/peripheral/rp2a\",\"chassis\":3,\"port\":3,\"hotplug\":false,"
-        "\"occupant\":null}]}],"
+        "\"occupant\":null," NORES "}]}],"
         "\"other_ports\":["
         "{\"id\":null,\"path\":\"/machine/peripheral-anon/device[3]\",\"bus\":\"pcie.0\",\"chassis\":8,\"port\":0,"
-        "\"hotplug\":true,\"occupant\":{\"id\":\"nic0\",\"driver\":\"e1000e\"}},"
+        "\"hotplug\":true,\"occupant\":{\"id\":\"nic0\",\"driver\":\"e1000e\"}," NORES "},"
         "{\"id\":\"rpx\",\"path\":\"/machine/peripheral/rpx\",\"bus\":\"pcie.0\",\"chassis\":9,\"port\":0,"
-        "\"hotplug\":true,\"occupant\":null}],"
+        "\"hotplug\":true,\"occupant\":null," NORES "}],"
         "\"iommufds\":[\"iommufd0\"],"
         "\"vfio\":["
         "{\"id\":\"cold0\",\"host\":\"0009:01:00.0\",\"iommufd\":\"iommufd0\",\"port\":\"rp1a\",\"hotplugged\":false},"

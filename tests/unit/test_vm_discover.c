@@ -31,6 +31,9 @@
 #include "support/replay_rig.h"
 #include "support/testutil.h"
 
+/* A port's resource reserve members when none is set on QEMU's command line (all unset). */
+#define NORES ",'pref64_reserve':null,'mem_reserve':null,'pref32_reserve':null,'io_reserve':null,'bus_reserve':null"
+
 #define PUMP_MS 5000
 #define S1 "smmu3.0x0000000016000000"
 #define S2 "smmu3.0x0000000019000000"
@@ -48,15 +51,15 @@ static const char *ACCEL_JSON =
     " 'vsmmus':[{'id':'smmuv3.1','path':'/machine/peripheral/smmuv3.1','accel':true,'identifier':0,'pxb':'pcie.1',"
     "            'bus_nr':252,'numa_node':0,'bound_smmu':null,"
     "            'ports':[{'id':'rp1a','path':'/machine/peripheral/rp1a','chassis':1,'port':1,'hotplug':true,"
-    "                      'occupant':{'id':'hostdev0','driver':'vfio-pci'}},"
+    "                      'occupant':{'id':'hostdev0','driver':'vfio-pci'}" NORES "},"
     "                     {'id':'rp1b','path':'/machine/peripheral/rp1b','chassis':2,'port':2,'hotplug':true,"
-    "                      'occupant':null}]},"
+    "                      'occupant':null" NORES "}]},"
     "           {'id':'smmuv3.2','path':'/machine/peripheral/smmuv3.2','accel':true,'identifier':1,'pxb':'pcie.2',"
     "            'bus_nr':248,'numa_node':1,'bound_smmu':null,"
     "            'ports':[{'id':'rp2a','path':'/machine/peripheral/rp2a','chassis':3,'port':3,'hotplug':true,"
-    "                      'occupant':{'id':null,'driver':'vfio-pci'}},"
+    "                      'occupant':{'id':null,'driver':'vfio-pci'}" NORES "},"
     "                     {'id':'rp2b','path':'/machine/peripheral/rp2b','chassis':4,'port':4,'hotplug':true,"
-    "                      'occupant':null}]}],"
+    "                      'occupant':null" NORES "}]}],"
     " 'other_ports':[],"
     " 'iommufds':['iommufd0'],"
     " 'vfio':[{'id':'hostdev0','host':'0009:01:00.0','iommufd':'iommufd0','port':'rp1a','hotplugged':false},"
@@ -169,13 +172,13 @@ static void test_facts_bind_from_interrupted_txn(void **state)
 static const char *QEMU10_JSON =
     "{'qemu':{'major':10,'minor':0,'micro':2},'vsmmus':[],"
     " 'other_ports':[{'id':'rp1a','path':'/machine/peripheral/rp1a','bus':'pcie.1','chassis':1,'port':1,"
-    "                 'hotplug':true,'occupant':{'id':'hostdev0','driver':'vfio-pci'}},"
+    "                 'hotplug':true,'occupant':{'id':'hostdev0','driver':'vfio-pci'}" NORES "},"
     "                {'id':'rp0','path':'/machine/peripheral/rp0','bus':'pcie.0','chassis':8,'port':8,"
-    "                 'hotplug':true,'occupant':{'id':'coldnic','driver':'e1000e'}},"
+    "                 'hotplug':true,'occupant':{'id':'coldnic','driver':'e1000e'}" NORES "},"
     "                {'id':'rp0b','path':'/machine/peripheral/rp0b','bus':'pcie.0','chassis':8,'port':9,"
-    "                 'hotplug':true,'occupant':null},"
+    "                 'hotplug':true,'occupant':null" NORES "},"
     "                {'id':null,'path':'/machine/peripheral-anon/device[0]','bus':'pcie.0','chassis':9,'port':0,"
-    "                 'hotplug':true,'occupant':null}],"
+    "                 'hotplug':true,'occupant':null" NORES "}],"
     " 'iommufds':['iommufd0'],"
     " 'vfio':[{'id':'hostdev0','host':'0009:01:00.0','iommufd':'iommufd0','port':'rp1a','hotplugged':false}]}";
 
