@@ -2,12 +2,13 @@
 # shellcheck shell=bash
 
 # Packages for: building (compiler, cmake, libraries), tests (cmocka), the valgrind pass, libFuzzer
-# (clang-14 + its runtime), helper scripts (python3). QEMU 11 is not here: scripts/install-qemu11.
+# (clang-14 + its runtime), helper scripts (python3), the packaging test (dpkg-dev: cpack's dpkg-shlibdeps;
+# binutils: objdump; build-essential brings both, listed for what they are used for). QEMU 11 is not here: scripts/install-qemu11.
 SMMU_DEPS_PACKAGES=(
     build-essential cmake pkg-config
     libjansson-dev libevent-dev libxml2-dev libcmocka-dev
     valgrind clang clang-14 libclang-rt-14-dev
-    python3
+    python3 dpkg-dev binutils
 )
 
 # smmu_deps_missing PKG... — print the packages (one a line) that dpkg does not have installed.
