@@ -42,6 +42,12 @@ void smmu_journal_name_from_addr(const char *canonical, char *out, size_t len);
  * is -EPROTO naming the file, and is never overwritten. */
 int smmu_journal_open(const char *state_dir, const char *vm, const char *qmp_canonical, int wait_ms,
                       smmu_journal **out, struct smmu_error *err);
+/* Add a note to the lock file while this handle holds it (line 3 of "PID START\nCOMMAND\nNOTE\n"). The daemon
+ * writes "server ADDR": a process that then finds the lock taken fails at once (-EBUSY) with "this VM is managed
+ * by smmuctl serve (pid N): use --server ADDR" instead of waiting (DESIGN §7). 0 or negative errno. */
+int smmu_journal_set_note(smmu_journal *j, const char *note);
+/* 1 (err filled as smmu_journal_open would) when the VM's lock is held by such a daemon, else 0. Never blocks. */
+int smmu_journal_busy_server(const char *state_dir, const char *vm, struct smmu_error *err);
 /* Release the lock and free. Does not save. */
 void smmu_journal_close(smmu_journal *j);
 

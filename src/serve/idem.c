@@ -3,6 +3,7 @@
  * loaded at start, replaced atomically (temp file, fsync, rename, fsync dir) on every put. */
 #define _GNU_SOURCE
 #include "serve/idem.h"
+#include "smmuctl/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -125,46 +126,6 @@ int sv_idem_check(struct sv_idem *s, const char *key, uint64_t fingerprint, doub
     return 1;
 }
 
-static int write_atomic(const char *path, const char *text, struct smmu_error *err)
-{
-    char tmp[4096], dir[4096];
-    size_t len = strlen(text), off = 0;
-    int fd, dfd;
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return smmu_error_set(err, -errno, "cannot write %s: %s", tmp, strerror(errno));
-    while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return smmu_error_set(err, -e, "cannot write %s: %s", tmp, strerror(e));
-        }
-        off += (size_t)n;
-    }
-    if (fsync(fd) < 0 || close(fd) < 0) {
-        int e = errno;
-        unlink(tmp);
-        return smmu_error_set(err, -e, "cannot sync %s: %s", tmp, strerror(e));
-    }
-    if (rename(tmp, path) < 0) {
-        int e = errno;
-        unlink(tmp);
-        return smmu_error_set(err, -e, "cannot replace %s: %s", path, strerror(e));
-    }
-    snprintf(dir, sizeof(dir), "%s", path);
-    dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
-}
-
 int sv_idem_put(struct sv_idem *s, const char *key, uint64_t fingerprint, const char *op_id, double now,
                 struct smmu_error *err)
 {
@@ -187,7 +148,7 @@ int sv_idem_put(struct sv_idem *s, const char *key, uint64_t fingerprint, const 
     json_decref(root);
     if (!text)
         return smmu_error_set(err, -ENOMEM, "out of memory");
-    rc = write_atomic(s->path, text, err);
+    rc = smmu_write_file_atomic(s->path, text, strlen(text), NULL, NULL, err);
     free(text);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* journal.c — per-VM journal file: flock, atomic replace, JSON document. See include/smmuctl/journal.h. */
 #define _GNU_SOURCE
 #include "smmuctl/journal.h"
+#include "smmuctl/fsutil.h"
 #include "smmuctl/proc.h"
 #include "smmuctl/qmp.h"
 
@@ -112,26 +113,90 @@ static void journal_cmdline(char *out, size_t len)
  * exited (a zombie until reaped), the holder may not have written yet, or the pid may belong to another program
  * by now (then its start time differs). The command is the one the holder wrote: its own /proc/self/cmdline,
  * which is what the user typed even under a wrapper such as valgrind. */
-static void journal_lock_holder(int lock_fd, char *out, size_t len)
+#define JOURNAL_NOTE_MAX 300 /* the holder's note (the daemon: "server unix:PATH") */
+
+/* What the lock file names, when that very process still holds it: pid, command and the note (line 3,
+ * optional). Returns the pid, or 0 (gone, a zombie, another process now, or nothing written yet). */
+static long journal_lock_read(int lock_fd, char *cmd_out, size_t cmd_len, char *note_out, size_t note_len)
 {
-    char buf[64 + JOURNAL_CMD_MAX + 2] = "";
+    char buf[64 + JOURNAL_CMD_MAX + JOURNAL_NOTE_MAX + 4] = "";
     ssize_t n = pread(lock_fd, buf, sizeof(buf) - 1, 0);
     char *end;
-    out[0] = 0;
+    cmd_out[0] = 0;
+    note_out[0] = 0;
     buf[n > 0 ? n : 0] = 0;
     long pid = strtol(buf, &end, 10);
     if (end == buf || pid <= 0 || *end != ' ')
-        return;
+        return 0;
     char *p = end + 1;
     unsigned long long start = strtoull(p, &end, 10);
     if (end == p || start == 0 || *end != '\n')
-        return;
-    char *cmd = end + 1;
-    cmd[strcspn(cmd, "\n")] = 0;
+        return 0;
+    char *cmd = end + 1, *note = cmd + strcspn(cmd, "\n");
+    if (*note)
+        *note++ = 0;
+    note[strcspn(note, "\n")] = 0;
     bool zombie;
     if (smmu_proc_start_time((pid_t)pid, &zombie) != start || zombie || !cmd[0])
-        return; /* gone, a zombie, or another process now */
-    snprintf(out, len, " (pid %ld: %s)", pid, cmd);
+        return 0; /* gone, a zombie, or another process now */
+    snprintf(cmd_out, cmd_len, "%s", cmd);
+    snprintf(note_out, note_len, "%s", note);
+    return pid;
+}
+
+/* " (pid N: smmuctl --qmp … detach hostdev0)" for the holder the lock file names: "PID START\nCOMMAND\n[NOTE\n]",
+ * written by the holder once it has the lock (START: its /proc start time). "" unless that very process is
+ * still the holder: it may have exited (a zombie until reaped), the holder may not have written yet, or the
+ * pid may belong to another program by now (then its start time differs). The command is the one the holder
+ * wrote: its own /proc/self/cmdline, so a wrapper (valgrind) or argv rewriting cannot make it unnamed. */
+static void journal_lock_holder(int lock_fd, char *out, size_t len)
+{
+    char cmd[JOURNAL_CMD_MAX], note[JOURNAL_NOTE_MAX];
+    long pid = journal_lock_read(lock_fd, cmd, sizeof(cmd), note, sizeof(note));
+    out[0] = 0;
+    if (pid > 0)
+        snprintf(out, len, " (pid %ld: %s)", pid, cmd);
+}
+
+/* The lock is held by a daemon that wrote "server ADDR": fill the error (use --server ADDR) and return true. */
+static bool journal_held_by_server(int lock_fd, const char *lock_path, struct smmu_error *err)
+{
+    char cmd[JOURNAL_CMD_MAX], note[JOURNAL_NOTE_MAX];
+    long pid = journal_lock_read(lock_fd, cmd, sizeof(cmd), note, sizeof(note));
+    if (pid <= 0 || strncmp(note, "server ", 7) || !note[7])
+        return false;
+    smmu_error_set(err, -EBUSY, "this VM is managed by smmuctl serve (pid %ld): use --server %s (lock %s)", pid,
+                   note + 7, lock_path);
+    return true;
+}
+
+static int journal_write_holder(smmu_journal *j, const char *note)
+{
+    char cmd[JOURNAL_CMD_MAX], who[64 + JOURNAL_CMD_MAX + JOURNAL_NOTE_MAX + 4];
+    journal_cmdline(cmd, sizeof(cmd));
+    int n = snprintf(who, sizeof(who), "%d %llu\n%s\n", (int)getpid(), smmu_proc_start_time(0, NULL), cmd);
+    if (note && *note)
+        n += snprintf(who + n, sizeof(who) - (size_t)n, "%.*s\n", JOURNAL_NOTE_MAX - 1, note);
+    if (ftruncate(j->lock_fd, 0) < 0 || pwrite(j->lock_fd, who, (size_t)n, 0) != n)
+        return -errno;
+    return 0;
+}
+
+int smmu_journal_set_note(smmu_journal *j, const char *note)
+{
+    return journal_write_holder(j, note);
+}
+
+int smmu_journal_busy_server(const char *state_dir, const char *vm, struct smmu_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s.lock", state_dir, vm);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    bool held = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK && journal_held_by_server(fd, path, err);
+    close(fd);
+    return held;
 }
 
 static int journal_lock(smmu_journal *j, int wait_ms, struct smmu_error *err)
@@ -146,6 +211,9 @@ static int journal_lock(smmu_journal *j, int wait_ms, struct smmu_error *err)
             break;
         if (errno != EWOULDBLOCK && errno != EINTR)
             return smmu_error_set(err, -errno, "cannot lock %s: %s", j->lock_path, strerror(errno));
+        /* DESIGN §7: a VM the daemon holds is not waited for: the error names the daemon and --server */
+        if (journal_held_by_server(j->lock_fd, j->lock_path, err))
+            return -EBUSY;
         clock_gettime(CLOCK_MONOTONIC, &now);
         long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
         if (elapsed >= wait_ms) {
@@ -158,11 +226,7 @@ static int journal_lock(smmu_journal *j, int wait_ms, struct smmu_error *err)
         nanosleep(&ts, NULL);
     }
     /* Note who we are in the lock file (pid and command), for the message of whoever waits behind us. */
-    char cmd[JOURNAL_CMD_MAX], who[64 + JOURNAL_CMD_MAX + 2];
-    journal_cmdline(cmd, sizeof(cmd));
-    int n = snprintf(who, sizeof(who), "%d %llu\n%s\n", (int)getpid(), smmu_proc_start_time(0, NULL), cmd);
-    if (ftruncate(j->lock_fd, 0) == 0 && pwrite(j->lock_fd, who, (size_t)n, 0) < 0)
-        (void)0;
+    (void)journal_write_holder(j, NULL);
     return 0;
 }
 
@@ -393,10 +457,9 @@ json_t *smmu_journal_void(smmu_journal *j)
 
 int smmu_journal_save(smmu_journal *j, struct smmu_error *err)
 {
-    char tmp[4200];
-    int fd, dfd;
+    int r;
     char *text = json_dumps(j->doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-    size_t len, off = 0;
+    size_t len;
     if (!text)
         return smmu_error_set(err, -ENOMEM, "journal: out of memory");
     if (!j->on_disk && journal_empty(j->doc)) { /* never create a journal that records nothing */
@@ -410,47 +473,20 @@ int smmu_journal_save(smmu_journal *j, struct smmu_error *err)
     free(j->saved);
     j->saved = NULL; /* unknown until this write has landed */
     len = strlen(text);
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", j->path, (int)getpid());
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
+    char *withnl = malloc(len + 2);
+    if (!withnl) {
         free(text);
-        return smmu_error_set(err, -errno, "cannot write journal %s: %s", tmp, strerror(errno));
+        return smmu_error_set(err, -ENOMEM, "journal: out of memory");
     }
-    while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            free(text);
-            return smmu_error_set(err, -e, "cannot write journal %s: %s", tmp, strerror(e));
-        }
-        off += (size_t)n;
+    memcpy(withnl, text, len);
+    withnl[len] = '\n';
+    r = smmu_write_file_atomic(j->path, withnl, len + 1, "journal", &j->fsyncs, err);
+    free(withnl);
+    if (r < 0) {
+        free(text);
+        return r;
     }
     j->writes++;
-    j->fsyncs++;
-    if (write(fd, "\n", 1) != 1 || fsync(fd) < 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        free(text);
-        return smmu_error_set(err, -e, "cannot sync journal %s: %s", tmp, strerror(e));
-    }
-    close(fd);
-    if (rename(tmp, j->path) < 0) {
-        int e = errno;
-        unlink(tmp);
-        free(text);
-        return smmu_error_set(err, -e, "cannot replace journal %s: %s", j->path, strerror(e));
-    }
-    dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        j->fsyncs++;
-        close(dfd);
-    }
     j->saved = text;
     j->on_disk = true;
     return 0;
