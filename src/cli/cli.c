@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "smmuctl/xml.h"
 #include "smmuctl/error_json.h"
+#include "smmuctl/reply_json.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -49,17 +50,7 @@ void cli_print_json(struct cli *cli, json_t *obj)
 int cli_fail(struct cli *cli, const char *command, int exit_code, const struct smmu_error *e, json_t *extra)
 {
     if (cli->json) {
-        json_t *o = json_object();
-        json_object_set_new(o, "ok", json_false());
-        /* always present (null before a command is known): scripts read it from every object */
-        json_object_set_new(o, "command", command ? json_string(command) : json_null());
-        json_object_set_new(o, "exit_code", json_integer(exit_code));
-        if (extra) {
-            json_object_update(o, extra);
-            json_decref(extra);
-        }
-        json_object_set_new(o, "error", cli_error_json(e));
-        cli_print_json(cli, o);
+        cli_print_json(cli, smmu_fail_json(command, exit_code, e, extra));
     } else {
         json_decref(extra);
         char msg[4 * sizeof(e->message)];
@@ -191,11 +182,7 @@ int cli_open_journal(struct cli *cli, const char *command, bool must_exist, smmu
 int cli_fail_journal(struct cli *cli, const char *command, const struct smmu_error *e)
 {
     struct smmu_error h = *e;
-    /* busy (another smmuctl) and corrupt (the message says what to do) are clear as they are; anything
-     * else is the state dir itself: say how to choose another */
-    if (e->code != -EBUSY && e->code != -EPROTO && e->code != -EXDEV) /* EXDEV: another VM's journal */
-        smmu_error_prefix(&h, "state dir %s unusable (%s; choose another with --state-dir DIR or "
-                          "SMMUCTL_STATE_DIR)", cli->state_dir, smmu_errno_name(e->code));
+    smmu_journal_error_explain(&h, cli->state_dir);
     return cli_fail(cli, command, EXIT_USAGE, &h, NULL);
 }
 

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/render.h"
+#include "smmuctl/reply_json.h"
 
 /* Every DEV must be a PCI address here (detach also takes QEMU ids): say so before talking to QEMU. */
 static int plan_check_bdfs(struct cli *cli, char *const *devs, size_t n)
@@ -52,13 +53,7 @@ int cmd_plan(struct cli *cli)
         return cli_fail(cli, "plan", r == -ENOMEM ? EXIT_FAILED : EXIT_USAGE, &e, NULL);
     }
     if (cli->json) {
-        json_t *o = json_pack("{s:b,s:s}", "ok", 1, "command", "plan");
-        json_t *w = json_array();
-        json_object_update_new(o, smmu_plan_to_json(&f.topo, plan));
-        if (f.warnings[0])
-            json_array_append_new(w, json_string(f.warnings));
-        json_object_set_new(o, "warnings", w);
-        cli_print_json(cli, o);
+        cli_print_json(cli, smmu_plan_reply_json(&f, plan));
     } else {
         render_plan(stdout, &f.topo, plan);
         fflush(stdout);

@@ -34,6 +34,7 @@ static char *topology_xml(const struct smmu_topology *t, struct smmu_error *e)
     smmu_lvxml_free(&m);
     return x;
 }
+#include "smmuctl/reply_json.h"
 
 int cli_read_facts(struct cli *cli, const char *command, struct smmu_facts *f)
 {
@@ -78,12 +79,7 @@ int cmd_topology(struct cli *cli)
         return cli_fail(cli, "topology", EXIT_FAILED, &e, NULL);
     }
     if (cli->json) {
-        json_t *o = json_pack("{s:b,s:s}", "ok", 1, "command", "topology");
-        json_t *w = json_array();
-        json_object_update_new(o, smmu_topology_to_json(&f.topo));
-        if (f.warnings[0])
-            json_array_append_new(w, json_string(f.warnings));
-        json_object_set_new(o, "warnings", w);
+        json_t *o = smmu_topology_reply_json(&f);
         if (xml)
             json_object_set_new(o, "xml", json_string(xml));
         cli_print_json(cli, o);

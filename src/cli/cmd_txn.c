@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "smmuctl/engine.h"
+#include "smmuctl/reply_json.h"
 
 /* Test-only crash injection (the fault-matrix tests): SMMUCTL_TEST_CRASH="K:before" or "K:after" kills this
  * process with SIGKILL before step K is sent, or right after its bytes went out. */
@@ -23,29 +24,13 @@ static int txn_cli_crash_hook(int step, int phase, void *payload)
     return 0;
 }
 
-static int txn_exit_code(enum smmu_outcome o)
-{
-    switch (o) {
-    case SMMU_OUTCOME_DONE: return EXIT_DONE;
-    case SMMU_OUTCOME_ROLLED_BACK: return EXIT_FAILED;
-    case SMMU_OUTCOME_REFUSED: return EXIT_USAGE;
-    case SMMU_OUTCOME_UNREACHABLE: return EXIT_UNREACHABLE;
-    default: return EXIT_INCOMPLETE;
-    }
-}
-
 /* Print the result: --json object, or text lines produced by `text`. */
 static int txn_finish(struct cli *cli, const char *command, const struct smmu_result *res,
                       void (*text)(struct cli *, const json_t *report))
 {
-    int code = txn_exit_code(res->outcome);
+    int code = smmu_outcome_exit_code(res->outcome);
     if (cli->json) {
-        json_t *o = json_pack("{s:b,s:s,s:i}", "ok", code == 0, "command", command, "exit_code", code);
-        if (res->report)
-            json_object_update(o, res->report);
-        if (res->error.code && code != 0)
-            json_object_set_new(o, "error", cli_error_json(&res->error));
-        cli_print_json(cli, o);
+        cli_print_json(cli, smmu_result_json(command, res));
     } else {
         if (res->report)
             text(cli, res->report);
@@ -87,27 +72,14 @@ static void txn_cli_done(smmu_vm *vm, const struct smmu_reply *rep, void *payloa
     run->done = true;
     run->op = NULL;
     switch (rep->stage) {
-    case SMMU_STAGE_CONNECT:
-        run->code = cli_fail(cli, command, rep->error.code == -EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE,
-                             &rep->error, NULL);
+    case SMMU_STAGE_TXN:
+        run->code = txn_finish(cli, command, &rep->result, run->text);
         break;
     case SMMU_STAGE_JOURNAL: /* nothing was sent: a busy VM, a corrupt journal or an unusable state dir */
         run->code = cli_fail_journal(cli, command, &rep->error);
         break;
-    case SMMU_STAGE_FACTS:
-        run->code = cli_fail(cli, command, EXIT_UNREACHABLE, &rep->error, NULL); /* nothing changed yet */
-        break;
-    case SMMU_STAGE_RECOVER:
-        run->code = cli_fail(cli, command, EXIT_INCOMPLETE, &rep->error, NULL);
-        break;
-    case SMMU_STAGE_PLAN:
-        run->code = cli_fail(cli, command, EXIT_USAGE, &rep->error, NULL);
-        break;
-    case SMMU_STAGE_CANCELLED:
-        run->code = cli_fail(cli, command, EXIT_FAILED, &rep->error, NULL);
-        break;
-    default:
-        run->code = txn_finish(cli, command, &rep->result, run->text);
+    default: /* stopped before the transaction: the exit code by the stage (smmuctl/reply_json.h) */
+        run->code = cli_fail(cli, command, smmu_reply_exit_code(rep), &rep->error, NULL);
         break;
     }
 }
