@@ -72,6 +72,30 @@ struct smmu_vm_opts {
     /* test hook passed to the transactions (smmu_txn_opts.step_hook) */
     int (*step_hook)(int step, int phase, void *payload);
     void *step_hook_payload;
+
+    /* ---- for the daemon (smmuctl serve, DESIGN §7); all off by default, as the CLI runs ---- */
+    /* Never CLOSED by an unreachable QEMU: a failed first connect goes LOST and, like a later loss, is retried
+     * with backoff for ever (queued requests wait; the owner cancels them at its deadline). A transaction's
+     * own reconnect still gives up after reconnect_deadline_ms (it then ends with the journal kept, and the
+     * handle reconnects and reconciles: a restarted QEMU is never rolled back into). */
+    bool retry_forever;
+    /* Keep the VM's facts in memory and exact: discovered once after each (re)connect, then updated from what
+     * QEMU confirms (device_add / object-add / object-del replies, DEVICE_DELETED events); a request then
+     * sends no discovery, only its own commands. A reply that never came (timeout, lost connection) or
+     * anything the handle cannot follow makes it discover again before the next request. A DEVICE_DELETED that
+     * settles a pending unplug of the journal runs `status` (recover) at once, between requests. */
+    bool keep_facts;
+    /* Written into the lock file while the handle holds the VM (the daemon: "server unix:PATH"): a CLI that
+     * finds the lock held by a server fails at once naming it (journal.h smmu_journal_set_note). */
+    const char *holder_note;
+    /* Notifications (payload: event_payload). They must not free the handle. on_state: every state change.
+     * on_reconciled: the `status`/`recover` report of every reconcile — after_connect after each (re)connect,
+     * else a pending unplug settled by DEVICE_DELETED (the report's "finished"/"vanished" name the devices).
+     * on_call: every QMP call's outcome and round-trip time. */
+    void (*on_state)(smmu_vm *vm, enum smmu_vm_state state, void *payload);
+    void (*on_reconciled)(smmu_vm *vm, const json_t *report, bool after_connect, void *payload);
+    void (*on_call)(smmu_vm *vm, const char *cmd, int err, double seconds, void *payload);
+    void *event_payload;
 };
 #define SMMU_VM_OPTS_VERSION 1
 #define SMMU_VM_OPTS_INIT {SMMU_VM_OPTS_VERSION, NULL, NULL, "/run/smmuctl", "/sys", "/dev", 0, 0, 0, 0, 0, \
@@ -118,6 +142,16 @@ void smmu_vm_free(smmu_vm *vm);
 enum smmu_vm_state smmu_vm_state(const smmu_vm *vm);
 /* Requests queued or running. */
 size_t smmu_vm_queued(const smmu_vm *vm);
+/* opts.keep_facts: the VM's topology as kept (borrowed until the loop runs again), or NULL while it is not
+ * known (not connected yet, or to be discovered again). Its vSMMUs' bound_smmu are not filled. */
+const struct smmu_topology *smmu_vm_topology(const smmu_vm *vm);
+/* opts.keep_facts: the facts a request would use now (the kept topology completed with sysfs and the journal;
+ * free with smmu_facts_free). -EAGAIN when the topology is not known; -ENOMEM. Sends nothing. */
+int smmu_vm_facts(smmu_vm *vm, struct smmu_facts *out, struct smmu_error *err);
+/* The journal while the handle holds the VM's lock (borrowed), else NULL. */
+smmu_journal *smmu_vm_journal(smmu_vm *vm);
+/* Topology discoveries started by the handle so far (tests, benchmarks). */
+unsigned long smmu_vm_discoveries(const smmu_vm *vm);
 
 /* Queue a request; it runs after the ones before it, once the VM is READY. Returns 0 (done will fire once,
  * never from inside this call) and *out (may be NULL) = the operation, valid until done returns; -ENOMEM. */

@@ -122,6 +122,14 @@ size_t qmp_client_pending(const qmp_client *c);
 int qmp_call(qmp_client *c, const char *cmd, json_t *args, const int *fds, size_t nfds, int timeout_ms,
              qmp_reply_cb cb, void *payload);
 
+/* Observe every call's outcome on this client (one observer; NULL removes it): called once per call that was
+ * queued, just before that call's own callback, with the command, its arguments as sent (borrowed; NULL when
+ * none), the outcome as the callback gets it (err, ret) and the seconds since it was queued. The daemon keeps
+ * a VM's facts exact from what QEMU confirmed, and measures round trips, with it. It must not free the client. */
+typedef void (*qmp_call_observer)(qmp_client *c, const char *cmd, const json_t *args, int err, const json_t *ret,
+                                  double seconds, void *payload);
+void qmp_client_observe(qmp_client *c, qmp_call_observer fn, void *payload);
+
 /* Subscribe to events named `event` (NULL = all) whose data.device equals `device` (NULL = any).
  * On disconnect the callback is called once with event == NULL and data == NULL.
  * The subscription lives until qmp_unsubscribe() or qmp_client_free(). */

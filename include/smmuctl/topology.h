@@ -100,6 +100,8 @@ struct smmu_topology {
 };
 
 void smmu_topology_free(struct smmu_topology *t);  /* frees members, not t itself */
+/* A deep copy of src into *dst (overwritten; free it with smmu_topology_free). 0 or -ENOMEM (*dst empty). */
+int smmu_topology_copy(struct smmu_topology *dst, const struct smmu_topology *src);
 
 /* Lookups: index or -1. */
 int smmu_topology_find_port(const struct smmu_topology *t, const char *id);

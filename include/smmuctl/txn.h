@@ -49,6 +49,10 @@ typedef void (*smmu_facts_cb)(int err, const struct smmu_error *e, void *payload
 int smmu_facts_gather_start(qmp_client *c, const char *sysfs_root, smmu_journal *j, struct smmu_facts *out,
                             smmu_facts_cb cb, void *payload, struct smmu_error *err);
 void smmu_facts_free(struct smmu_facts *f);
+/* The same facts from a topology already known (the daemon's, kept exact from what QEMU confirmed): a copy of
+ * topo completed with sysfs and the journal — synchronous, nothing sent to QEMU. 0 or -ENOMEM (err set). */
+int smmu_facts_from_topology(const struct smmu_topology *topo, const char *sysfs_root, smmu_journal *j,
+                             struct smmu_facts *out, struct smmu_error *err);
 
 /* Read and check the requested devices (BDFs as typed; canonicalised) and plan their attach.
  * hosts_out (may be NULL) receives the facts read, in request order. */

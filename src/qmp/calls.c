@@ -35,10 +35,24 @@ static void pending_finish(qmp_client *c, struct qmp_pending *p, int err, json_t
 {
     qmpc_pending_unlink(c, p);
     qmpc_hold(c);
+    if (c->observer) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        c->observer(c, p->cmd, p->args, err, ret,
+                    (double)(now.tv_sec - p->sent.tv_sec) + (now.tv_nsec - p->sent.tv_nsec) / 1e9,
+                    c->observer_payload);
+    }
     if (p->cb)
         p->cb(c, err, ret, e, p->payload);
+    json_decref(p->args);
     free(p);
     qmpc_release(c);
+}
+
+void qmp_client_observe(qmp_client *c, qmp_call_observer fn, void *payload)
+{
+    c->observer = fn;
+    c->observer_payload = payload;
 }
 
 static struct qmp_pending *pending_find(qmp_client *c, const char *id)
@@ -107,18 +121,23 @@ int qmpc_call_submit(qmp_client *c, const char *cmd, json_t *args, const int *fd
     snprintf(p->id, sizeof(p->id), "%lu", p->seq);
     snprintf(p->cmd, sizeof(p->cmd), "%s", cmd);
     json_object_set_new(msg, "execute", json_string(cmd));
+    if (args && c->observer)
+        p->args = json_incref(args);
     if (args)
         json_object_set_new(msg, "arguments", args);
+    clock_gettime(CLOCK_MONOTONIC, &p->sent);
     json_object_set_new(msg, "id", json_string(p->id));
     text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(msg);
     if (!text) {
+        json_decref(p->args);
         free(p);
         return -ENOMEM;
     }
     r = qmpc_out_queue(c, text, fds, nfds);
     free(text);
     if (r < 0) {
+        json_decref(p->args);
         free(p);
         return r;
     }

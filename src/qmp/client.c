@@ -77,6 +77,7 @@ static void client_really_free(qmp_client *c)
     while (c->pending) {
         struct qmp_pending *p = c->pending;
         qmpc_pending_unlink(c, p);
+        json_decref(p->args);
         free(p);
     }
     c->busy = 0;

@@ -11,6 +11,7 @@
 #define SMMUCTL_QMP_CLIENT_INT_H
 
 #include <netdb.h>
+#include <time.h>
 #include "smmuctl/qmp.h"
 #include "smmuctl/qmp_decoder.h"
 
@@ -33,6 +34,8 @@ struct qmp_pending {
     qmp_reply_cb cb;
     void *payload;
     struct event *timer;
+    json_t *args;             /* kept only while an observer is set */
+    struct timespec sent;
 };
 
 struct qmp_sub {
@@ -59,6 +62,8 @@ struct qmp_client {
     struct qmp_sub *subs;
     qmp_state_cb state_cb;
     void *state_payload;
+    qmp_call_observer observer;
+    void *observer_payload;
     struct qmp_greeting greeting;
     unsigned long next_id;
     int busy;                 /* dispatch depth */

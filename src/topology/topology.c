@@ -2,6 +2,7 @@
  * (docs/topology-json.md). No QMP here: discovery (src/vm/) fills it, the planner (src/plan/) reads it. */
 #include "smmuctl/topology.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,33 @@ void smmu_topology_free(struct smmu_topology *t)
 }
 
 /* Anonymous entries have id "": they can never be found by id (an empty id names nothing). */
+static void *topo_dup(const void *src, size_t n, size_t size, bool *oom)
+{
+    void *d = malloc(n ? n * size : 1);
+    if (!d) {
+        *oom = true;
+        return NULL;
+    }
+    if (n)
+        memcpy(d, src, n * size);
+    return d;
+}
+
+int smmu_topology_copy(struct smmu_topology *dst, const struct smmu_topology *src)
+{
+    bool oom = false;
+    *dst = *src;
+    dst->vsmmus = topo_dup(src->vsmmus, src->n_vsmmus, sizeof(*src->vsmmus), &oom);
+    dst->ports = topo_dup(src->ports, src->n_ports, sizeof(*src->ports), &oom);
+    dst->vfio = topo_dup(src->vfio, src->n_vfio, sizeof(*src->vfio), &oom);
+    dst->iommufds = topo_dup(src->iommufds, src->n_iommufds, sizeof(*src->iommufds), &oom);
+    if (oom) {
+        smmu_topology_free(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 int smmu_topology_find_port(const struct smmu_topology *t, const char *id)
 {
     if (!t || !id || !*id)

@@ -166,6 +166,17 @@ int smmu_facts_gather_start(qmp_client *c, const char *sysfs_root, smmu_journal 
     return 0;
 }
 
+int smmu_facts_from_topology(const struct smmu_topology *topo, const char *sysfs_root, smmu_journal *j,
+                             struct smmu_facts *out, struct smmu_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (smmu_topology_copy(&out->topo, topo) < 0)
+        return smmu_error_set(err, -ENOMEM, "out of memory");
+    for (size_t i = 0; i < out->topo.n_vsmmus; i++)
+        out->topo.vsmmus[i].bound_smmu[0] = 0; /* bindings come from the facts, as after a discovery */
+    return facts_complete(sysfs_root ? sysfs_root : "/sys", j, out, err);
+}
+
 void smmu_facts_free(struct smmu_facts *f)
 {
     smmu_topology_free(&f->topo);

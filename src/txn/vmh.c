@@ -29,6 +29,7 @@ struct smmu_op {
     struct smmu_result rec;      /* the implicit recover's result (discarded) */
     enum op_phase phase;
     bool cancelled;
+    unsigned long fgen;          /* vm->kgen when its discovery started */
 };
 
 struct smmu_vm {
@@ -56,10 +57,26 @@ struct smmu_vm {
     smmu_txn *rtxn;
     bool dying, freeing, free_requested;
     int in_cb;                   /* request callbacks on the stack */
+    /* opts.keep_facts */
+    struct smmu_topology kt;     /* the kept topology (bound_smmu not filled) */
+    bool kt_valid;
+    unsigned long kgen;          /* bumped on every change seen: a discovery that overlapped one is not kept */
+    unsigned long rgen;          /* kgen when the reconcile's discovery started */
+    unsigned long discoveries;
+    bool settling;               /* rtxn is a settle (status after DEVICE_DELETED), not a connect's reconcile */
 };
 
 static void vm_kick(smmu_vm *vm);
 static void vm_run(smmu_vm *vm);
+
+static void vm_set_state(smmu_vm *vm, enum smmu_vm_state st)
+{
+    if (vm->state == st)
+        return;
+    vm->state = st;
+    if (vm->o.on_state && !vm->dying)
+        vm->o.on_state(vm, st, vm->o.event_payload);
+}
 
 const char *smmu_vm_state_name(enum smmu_vm_state s)
 {
@@ -97,6 +114,30 @@ enum smmu_vm_state smmu_vm_state(const smmu_vm *vm)
 size_t smmu_vm_queued(const smmu_vm *vm)
 {
     return vm->n_ops;
+}
+
+const struct smmu_topology *smmu_vm_topology(const smmu_vm *vm)
+{
+    return vm->o.keep_facts && vm->kt_valid ? &vm->kt : NULL;
+}
+
+int smmu_vm_facts(smmu_vm *vm, struct smmu_facts *out, struct smmu_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!smmu_vm_topology(vm))
+        return smmu_error_set(err, -EAGAIN, "the VM's topology is not known yet (QEMU %s)",
+                              smmu_vm_state_name(vm->state));
+    return smmu_facts_from_topology(&vm->kt, vm->sysfs, vm->j, out, err);
+}
+
+smmu_journal *smmu_vm_journal(smmu_vm *vm)
+{
+    return vm->j;
+}
+
+unsigned long smmu_vm_discoveries(const smmu_vm *vm)
+{
+    return vm->discoveries;
 }
 
 /* ---- requests ---- */
@@ -167,6 +208,149 @@ static void op_txn_done(struct smmu_result *res, void *payload)
 
 static void op_facts_cb(int err, const struct smmu_error *e, void *payload);
 
+/* ---- opts.keep_facts: the topology kept exact from what QEMU confirmed ---- */
+
+static void vm_keep_topology(smmu_vm *vm, const struct smmu_topology *t)
+{
+    smmu_topology_free(&vm->kt);
+    vm->kt_valid = smmu_topology_copy(&vm->kt, t) == 0;
+    for (size_t i = 0; vm->kt_valid && i < vm->kt.n_vsmmus; i++)
+        vm->kt.vsmmus[i].bound_smmu[0] = 0;
+}
+
+static void vm_forget_topology(smmu_vm *vm)
+{
+    vm->kgen++;
+    vm->kt_valid = false;
+}
+
+static const char *arg_str(const json_t *args, const char *key)
+{
+    return json_string_value(json_object_get(args, key));
+}
+
+/* Apply a command QEMU confirmed to the kept topology; false when it is not one the handle can follow. */
+static bool kt_apply(struct smmu_topology *t, const char *cmd, const json_t *args)
+{
+    if (!strcmp(cmd, "device_add")) {
+        const char *drv = arg_str(args, "driver"), *id = arg_str(args, "id"), *bus = arg_str(args, "bus");
+        const char *host = arg_str(args, "host"), *fd = arg_str(args, "iommufd");
+        int port = bus ? smmu_topology_find_port(t, bus) : -1;
+        char bdf[SMMU_BDF_LEN + 1] = "";
+        if (!drv || strcmp(drv, "vfio-pci") || !id || !*id || port < 0 || t->ports[port].occupant_path[0])
+            return false;
+        if (host && *host && smmu_bdf_parse(host, bdf, NULL) < 0)
+            return false;
+        struct smmu_vfio_dev *nv = realloc(t->vfio, (t->n_vfio + 1) * sizeof(*nv));
+        if (!nv)
+            return false;
+        t->vfio = nv;
+        struct smmu_vfio_dev *d = &nv[t->n_vfio++];
+        memset(d, 0, sizeof(*d));
+        snprintf(d->id, sizeof(d->id), "%s", id);
+        snprintf(d->path, sizeof(d->path), "/machine/peripheral/%s", id);
+        snprintf(d->host, sizeof(d->host), "%s", bdf);
+        snprintf(d->iommufd, sizeof(d->iommufd), "%s", fd ? fd : "");
+        d->rootport = port;
+        d->hotplugged = true;
+        struct smmu_rootport *p = &t->ports[port];
+        snprintf(p->occupant_id, sizeof(p->occupant_id), "%s", id);
+        snprintf(p->occupant_path, sizeof(p->occupant_path), "%s", d->path);
+        snprintf(p->occupant_driver, sizeof(p->occupant_driver), "vfio-pci");
+        return true;
+    }
+    if (!strcmp(cmd, "object-add")) {
+        const char *type = arg_str(args, "qom-type"), *id = arg_str(args, "id");
+        if (!type || strcmp(type, "iommufd") || !id || smmu_topology_has_iommufd(t, id))
+            return false;
+        void *nb = realloc(t->iommufds, (t->n_iommufds + 1) * sizeof(*t->iommufds));
+        if (!nb)
+            return false;
+        t->iommufds = nb;
+        snprintf(t->iommufds[t->n_iommufds++], SMMU_ID_LEN, "%s", id);
+        return true;
+    }
+    if (!strcmp(cmd, "object-del")) {
+        const char *id = arg_str(args, "id");
+        for (size_t i = 0; id && i < t->n_iommufds; i++)
+            if (!strcmp(t->iommufds[i], id)) {
+                memmove(&t->iommufds[i], &t->iommufds[i + 1], (t->n_iommufds - i - 1) * sizeof(*t->iommufds));
+                t->n_iommufds--;
+                return true;
+            }
+        return false;
+    }
+    return true; /* device_del: nothing changes until DEVICE_DELETED */
+}
+
+static void vm_observe(qmp_client *c, const char *cmd, const json_t *args, int err, const json_t *ret,
+                       double seconds, void *payload)
+{
+    smmu_vm *vm = payload;
+    (void)c; (void)ret;
+    if (vm->o.on_call && !vm->dying)
+        vm->o.on_call(vm, cmd, err, seconds, vm->o.event_payload);
+    if (!vm->o.keep_facts || (strcmp(cmd, "device_add") && strcmp(cmd, "device_del") && strcmp(cmd, "object-add") &&
+                              strcmp(cmd, "object-del")))
+        return;
+    if (err == -EIO || (err == 0 && !strcmp(cmd, "device_del")))
+        return; /* QEMU refused it: nothing changed (an accepted device_del changes nothing until the event) */
+    if (err < 0 || !vm->kt_valid || !kt_apply(&vm->kt, cmd, args))
+        vm_forget_topology(vm); /* no reply, or nothing we can follow: discover again */
+    else
+        vm->kgen++;
+}
+
+/* The guest released a device (or QEMU removed one): the kept topology loses it; a pending unplug of the
+ * journal is settled between requests (vm_kick_cb). */
+static void vm_dev_deleted(qmp_client *c, const char *event, json_t *data, json_t *msg, void *payload)
+{
+    smmu_vm *vm = payload;
+    struct smmu_topology *t = &vm->kt;
+    const char *path = json_string_value(json_object_get(data, "path"));
+    (void)c; (void)msg;
+    if (!event || vm->dying)
+        return;
+    vm->kgen++;
+    if (!vm->kt_valid || !path)
+        goto out;
+    for (size_t i = 0; i < t->n_ports; i++) {
+        if (!strcmp(t->ports[i].path, path)) {
+            vm_forget_topology(vm);
+            goto out;
+        }
+        if (!strcmp(t->ports[i].occupant_path, path)) {
+            t->ports[i].occupant_id[0] = t->ports[i].occupant_path[0] = t->ports[i].occupant_driver[0] = 0;
+        }
+    }
+    for (size_t i = 0; i < t->n_vsmmus; i++)
+        if (!strcmp(t->vsmmus[i].path, path)) {
+            vm_forget_topology(vm);
+            goto out;
+        }
+    for (size_t i = 0; i < t->n_vfio;) {
+        if (!strcmp(t->vfio[i].path, path)) {
+            memmove(&t->vfio[i], &t->vfio[i + 1], (t->n_vfio - i - 1) * sizeof(*t->vfio));
+            t->n_vfio--;
+        } else {
+            i++;
+        }
+    }
+out:
+    if (!vm->rtxn && (!vm->head || vm->head->phase == OP_QUEUED))
+        vm_kick(vm);
+}
+
+/* A new client: observe its calls and DEVICE_DELETED; what was kept is discovered again. */
+static void vm_hook_client(smmu_vm *vm, qmp_client *c)
+{
+    qmp_client_observe(c, vm_observe, vm);
+    if (vm->o.keep_facts) {
+        vm_forget_topology(vm);
+        qmp_subscribe(c, "DEVICE_DELETED", NULL, vm_dev_deleted, vm, NULL);
+    }
+}
+
 static void vm_txn_opts(smmu_vm *vm, struct smmu_op *op, struct smmu_txn_opts *to);
 
 static void op_start_facts(struct smmu_op *op, enum op_phase phase)
@@ -177,6 +361,16 @@ static void op_start_facts(struct smmu_op *op, enum op_phase phase)
         smmu_facts_free(&op->facts);
     op->have_facts = false;
     op->phase = phase;
+    if (vm->o.keep_facts && vm->kt_valid) { /* the kept facts: nothing sent */
+        if (smmu_facts_from_topology(&vm->kt, vm->sysfs, vm->j, &op->facts, &e) < 0) {
+            op_fail(op, SMMU_STAGE_FACTS, &e);
+            return;
+        }
+        op_facts_cb(0, NULL, op);
+        return;
+    }
+    op->fgen = vm->kgen;
+    vm->discoveries++;
     if (smmu_facts_gather_start(vm->c, vm->sysfs, vm->j, &op->facts, op_facts_cb, op, &e) < 0)
         op_fail(op, SMMU_STAGE_FACTS, &e);
 }
@@ -250,6 +444,8 @@ static void op_facts_cb(int err, const struct smmu_error *e, void *payload)
         op_fail(op, SMMU_STAGE_FACTS, e);
         return;
     }
+    if (!op->have_facts && vm->o.keep_facts && !vm->kt_valid && op->fgen == vm->kgen)
+        vm_keep_topology(vm, &op->facts.topo); /* nothing changed while it was discovered */
     op->have_facts = true;
     if (op->phase == OP_FACTS && op->facts.warnings[0])
         vm_log(vm, 1, "warning: %s", op->facts.warnings);
@@ -318,7 +514,8 @@ static void vm_txn_reconnected(int err, qmp_client *n, const struct smmu_error *
     vm->rc_for_txn = false;
     if (err == 0) {
         vm->c = n;
-        vm->state = SMMU_VM_READY;
+        vm_hook_client(vm, n);
+        vm_set_state(vm, SMMU_VM_READY);
         qmp_client_on_state(n, vm_state_cb, vm);
     } else {
         smmu_error_copy(&my, e);
@@ -336,7 +533,7 @@ static int vm_txn_reconnect(qmp_client **c, void *payload, smmu_reconnect_done_f
     vm_log(vm, 1, "connection to QEMU lost; reconnecting to %s", vm->addr);
     qmp_client_free(*c);
     *c = NULL;
-    vm->state = SMMU_VM_LOST;
+    vm_set_state(vm, SMMU_VM_LOST);
     o.addr = vm->addr;
     vm_client_opts(vm, &o.client);
     o.deadline_ms = vm->o.reconnect_deadline_ms;
@@ -369,7 +566,7 @@ static void vm_txn_opts(smmu_vm *vm, struct smmu_op *op, struct smmu_txn_opts *t
 
 static void vm_close_all(smmu_vm *vm, enum smmu_req_stage stage, const struct smmu_error *e)
 {
-    vm->state = SMMU_VM_CLOSED;
+    vm_set_state(vm, SMMU_VM_CLOSED);
     vm->conn_stage = stage;
     smmu_error_copy(&vm->conn_err, e);
     while (vm->head && vm->head->phase == OP_QUEUED)
@@ -378,19 +575,26 @@ static void vm_close_all(smmu_vm *vm, enum smmu_req_stage stage, const struct sm
 
 static void vm_ready(smmu_vm *vm)
 {
-    vm->state = SMMU_VM_READY;
+    vm_set_state(vm, SMMU_VM_READY);
     vm_kick(vm);
 }
 
 static void vm_reconciled(struct smmu_result *res, void *payload)
 {
     smmu_vm *vm = payload;
+    bool settle = vm->settling;
     vm->rtxn = NULL;
+    vm->settling = false;
+    if (vm->o.on_reconciled && !vm->dying)
+        vm->o.on_reconciled(vm, res->report, !settle, vm->o.event_payload);
     smmu_result_fini(res);
     smmu_facts_free(&vm->rfacts);
     if (vm->dying)
         return;
-    vm_ready(vm);
+    if (settle)
+        vm_kick(vm);
+    else
+        vm_ready(vm);
 }
 
 static void vm_reconcile_facts(int err, const struct smmu_error *e, void *payload)
@@ -404,6 +608,8 @@ static void vm_reconcile_facts(int err, const struct smmu_error *e, void *payloa
         vm_ready(vm); /* the requests will see what is wrong */
         return;
     }
+    if (vm->o.keep_facts && vm->rgen == vm->kgen)
+        vm_keep_topology(vm, &vm->rfacts.topo);
     vm_txn_opts(vm, NULL, &to);
     if (smmu_txn_status_start(&vm->c, vm->j, &vm->rfacts, true, &to, &vm->rres, vm_reconciled, vm, &vm->rtxn) < 0) {
         smmu_facts_free(&vm->rfacts);
@@ -414,11 +620,13 @@ static void vm_reconcile_facts(int err, const struct smmu_error *e, void *payloa
 static void vm_reconcile(smmu_vm *vm)
 {
     struct smmu_error e = SMMU_ERROR_INIT;
-    vm->state = SMMU_VM_RECONCILING;
+    vm_set_state(vm, SMMU_VM_RECONCILING);
     if (!vm->o.reconcile) {
         vm_ready(vm);
         return;
     }
+    vm->rgen = vm->kgen;
+    vm->discoveries++;
     if (smmu_facts_gather_start(vm->c, vm->sysfs, vm->j, &vm->rfacts, vm_reconcile_facts, vm, &e) < 0)
         vm_ready(vm);
 }
@@ -437,6 +645,8 @@ static void vm_try_lock(smmu_vm *vm)
 {
     struct smmu_error e = SMMU_ERROR_INIT;
     int r = smmu_journal_open(vm->state_dir, vm->name, vm->canon, 0, &vm->j, &e);
+    if (r == 0 && vm->o.holder_note && smmu_journal_set_note(vm->j, vm->o.holder_note) < 0)
+        vm_log(vm, 2, "cannot write the lock file's note: %s", strerror(errno));
     if (r == 0) {
         /* DESIGN §5 "Locks before sockets": the lock first, then the one monitor connection QEMU serves */
         if (vm->c)
@@ -445,7 +655,11 @@ static void vm_try_lock(smmu_vm *vm)
             vm_connect(vm, vm->o.connect_deadline_ms);
         return;
     }
-    if (r == -EBUSY && vm_elapsed_ms(&vm->lock_start) < vm->o.lock_wait_ms) {
+    if (r == -EBUSY && smmu_journal_busy_server(vm->state_dir, vm->name, &e)) {
+        vm_close_all(vm, SMMU_STAGE_JOURNAL, &e); /* a daemon holds the VM: no wait (DESIGN §7) */
+        return;
+    }
+    if (r == -EBUSY && (vm->o.retry_forever || vm_elapsed_ms(&vm->lock_start) < vm->o.lock_wait_ms)) {
         struct timeval tv = {0, 5000};
         if (!vm->lock_waiting) { /* say once for whom we wait (the message names the holder) */
             vm->lock_waiting = true;
@@ -522,11 +736,18 @@ static void vm_connect_cb(int err, qmp_client *n, const struct smmu_error *e, vo
 {
     smmu_vm *vm = payload;
     vm->rc = NULL;
+    if (err < 0 && vm->o.retry_forever) { /* the daemon: unreachable is a state, not an end */
+        vm_log(vm, 1, "%s; retrying with backoff", e ? e->message : "QEMU unreachable");
+        vm_set_state(vm, SMMU_VM_LOST);
+        vm_connect(vm, -1);
+        return;
+    }
     if (err < 0) {
         vm_close_all(vm, SMMU_STAGE_CONNECT, e);
         return;
     }
     vm->c = n;
+    vm_hook_client(vm, n);
     qmp_client_on_state(n, vm_state_cb, vm);
     const struct qmp_greeting *g = qmp_client_greeting(n);
     vm_log(vm, 0, "connected to QEMU %d.%d.%d at %s", g->major, g->minor, g->micro, vm->addr);
@@ -541,10 +762,42 @@ static void vm_state_cb(qmp_client *c, int err, const struct smmu_error *e, void
     (void)e;
     if (err == 0 || c != vm->c || vm->dying)
         return;
-    vm->state = SMMU_VM_LOST;
+    vm_set_state(vm, SMMU_VM_LOST);
     if ((vm->head && vm->head->phase != OP_QUEUED) || vm->rtxn)
         return;
     vm_kick(vm); /* from the loop: the client may not be freed inside its own callback chain here */
+}
+
+/* opts.keep_facts: a journal device whose unplug is pending and that QEMU no longer has (its DEVICE_DELETED
+ * came between requests) is settled now, by `recover` on the kept facts (nothing discovered). */
+static bool vm_maybe_settle(smmu_vm *vm)
+{
+    struct smmu_txn_opts to;
+    struct smmu_error e = SMMU_ERROR_INIT;
+    size_t i;
+    json_t *d;
+    bool due = false;
+    if (!vm->o.keep_facts || !vm->kt_valid || vm->state != SMMU_VM_READY || vm->rtxn || !vm->j ||
+        (vm->head && vm->head->phase != OP_QUEUED))
+        return false;
+    json_array_foreach(smmu_journal_devices(vm->j), i, d) {
+        const char *st = json_string_value(json_object_get(d, "state"));
+        const char *id = json_string_value(json_object_get(d, "id"));
+        if (st && id && !strcmp(st, "unplug-pending") && smmu_topology_find_vfio(&vm->kt, id) < 0)
+            due = true;
+    }
+    if (!due)
+        return false;
+    if (smmu_facts_from_topology(&vm->kt, vm->sysfs, vm->j, &vm->rfacts, &e) < 0)
+        return false;
+    vm_txn_opts(vm, NULL, &to);
+    vm->settling = true;
+    if (smmu_txn_status_start(&vm->c, vm->j, &vm->rfacts, true, &to, &vm->rres, vm_reconciled, vm, &vm->rtxn) < 0) {
+        vm->settling = false;
+        smmu_facts_free(&vm->rfacts);
+        return false;
+    }
+    return true;
 }
 
 static void vm_kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -555,9 +808,11 @@ static void vm_kick_cb(evutil_socket_t fd, short what, void *arg)
         qmp_client_free(vm->c);
         vm->c = NULL;
         vm_log(vm, 1, "connection to QEMU lost; reconnecting to %s", vm->addr);
-        vm_connect(vm, vm->o.reconnect_deadline_ms);
+        vm_connect(vm, vm->o.retry_forever ? -1 : vm->o.reconnect_deadline_ms);
         return;
     }
+    if (vm_maybe_settle(vm))
+        return;
     vm_run(vm);
 }
 
@@ -571,7 +826,7 @@ static void vm_kick(smmu_vm *vm)
 static void vm_run(smmu_vm *vm)
 {
     struct smmu_op *op = vm->head;
-    if (vm->dying || !op || op->phase != OP_QUEUED)
+    if (vm->dying || !op || op->phase != OP_QUEUED || vm->rtxn)
         return;
     if (vm->state == SMMU_VM_CLOSED) {
         vm_close_all(vm, vm->conn_stage, &vm->conn_err);
@@ -699,6 +954,7 @@ static void vm_really_free(smmu_vm *vm)
         qmp_client_free(vm->c);
     vm->c = NULL;
     smmu_journal_close(vm->j);
+    smmu_topology_free(&vm->kt);
     if (vm->lock_timer)
         event_free(vm->lock_timer);
     if (vm->kick)
