@@ -45,6 +45,7 @@ int smmu_topology_copy(struct smmu_topology *dst, const struct smmu_topology *sr
     dst->ports = topo_dup(src->ports, src->n_ports, sizeof(*src->ports), &oom);
     dst->vfio = topo_dup(src->vfio, src->n_vfio, sizeof(*src->vfio), &oom);
     dst->iommufds = topo_dup(src->iommufds, src->n_iommufds, sizeof(*src->iommufds), &oom);
+    dst->pxbs = topo_dup(src->pxbs, src->n_pxbs, sizeof(*src->pxbs), &oom);
     if (oom) {
         smmu_topology_free(dst);
         return -ENOMEM;
