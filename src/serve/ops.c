@@ -19,6 +19,7 @@ struct sv_op {
     char *vm;
     enum sv_verb verb;
     enum sv_op_state state;
+    int status;
     json_t *result;
     double ended_at;
     struct sv_op_waiter *waiters;
@@ -143,6 +144,8 @@ struct sv_op *sv_ops_find(struct sv_ops *ops, const char *id)
 
 const char *sv_op_id(const struct sv_op *op) { return op->id; }
 enum sv_op_state sv_op_state(const struct sv_op *op) { return op->state; }
+void sv_op_set_status(struct sv_op *op, int status) { op->status = status; }
+int sv_op_status(const struct sv_op *op) { return op->status; }
 
 void sv_op_update(struct sv_ops *ops, struct sv_op *op, enum sv_op_state state, const json_t *result, double now)
 {

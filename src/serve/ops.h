@@ -35,6 +35,11 @@ bool sv_op_ended(const struct sv_op *op);
 /* New state and result (borrowed, copied; may be NULL). Reaching a final state wakes every waiter. */
 void sv_op_update(struct sv_ops *ops, struct sv_op *op, enum sv_op_state state, const json_t *result, double now);
 
+/* The HTTP status the outcome maps to (200 done, 202 still running or pending, 422/429/502/503 …), set by the
+ * HTTP layer before the final sv_op_update so that waiters read it; 0 until set. */
+void sv_op_set_status(struct sv_op *op, int status);
+int sv_op_status(const struct sv_op *op);
+
 /* {"id","vm","verb","state","result"} (result null until there is one). New reference. */
 json_t *sv_op_json(const struct sv_op *op);
 
