@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 #include "smmuctl/error.h"
 #include "smmuctl/host.h"
@@ -33,9 +34,10 @@ struct smmu_plan_opts {
     const char *iommufd_id;         /* NULL = "iommufd0" */
     const char *device_id;          /* --id: only with a single device; NULL = hostdev-<dddd>-<bb>-<ss>.<f> */
     const char *dev_root;           /* --dev root for fd paths; NULL = "/dev" */
+    bool require_fit;               /* --require-fit: refuse (-ENOSPC) a device whose port's windows do not fit */
 };
 #define SMMU_PLAN_OPTS_VERSION 1
-#define SMMU_PLAN_OPTS_INIT {SMMU_PLAN_OPTS_VERSION, false, false, NULL, NULL, NULL}
+#define SMMU_PLAN_OPTS_INIT {SMMU_PLAN_OPTS_VERSION, false, false, NULL, NULL, NULL, false}
 
 enum smmu_step_kind {
     SMMU_STEP_GETFD,        /* getfd {fdname} with SCM_RIGHTS of fd_path */
@@ -64,6 +66,8 @@ struct smmu_placement {
     char device_id[SMMU_ID_LEN];
     char reason[256];               /* "vSMMU smmuv3.1 already bound to smmu3.0x…", "unbound vSMMU on NUMA node 0" */
     bool mismatch;                  /* placed with --allow-mismatch */
+    bool fits;                      /* the port's reserved windows fit the device's BARs (smmu_plan_port_fit) */
+    char fit[384];                  /* when !fits: what is missing and the fix, for people; "" when it fits */
 };
 
 struct smmu_plan {
@@ -97,11 +101,34 @@ int smmu_plan_attach(const struct smmu_topology *topo,
 
 void smmu_plan_free(struct smmu_plan *p);
 
+/* Does a root port's reserved windows fit a device's BARs (DESIGN §8)? The device needs, per window, what
+ * `layout` reserves for it (smmu_layout_windows: the BARs of that kind summed, rounded up to a multiple of the
+ * largest, at least 1 MiB): its 64-bit prefetchable BARs in the port's pref64-reserve (or pref32-reserve),
+ * every other memory BAR in mem-reserve. An unset reserve gives nothing: AAVMF/EDK2 gives a hot-plug port no
+ * prefetchable window, and only a small (firmware-chosen) non-prefetchable one. A device without BAR facts
+ * (no sysfs resource) needs nothing known: it fits. Pure. */
+struct smmu_fit {
+    uint64_t need_pref64;           /* bytes of 64-bit prefetchable window the device needs; 0 none */
+    uint64_t need_mem;              /* bytes of non-prefetchable (32-bit) window; 0 none */
+    bool pref_ok, mem_ok;
+    bool fits;                      /* pref_ok && mem_ok */
+};
+void smmu_plan_port_fit(const struct smmu_rootport *rp, const struct smmu_host_dev *dev, struct smmu_fit *out);
+/* For a port that does not fit: "pref64-reserve is unset, the BARs need 256 GiB; mem-reserve 8 MiB < 16 MiB"
+ * into buf. "" when it fits. */
+void smmu_plan_fit_str(const struct smmu_rootport *rp, const struct smmu_fit *f, char *buf, size_t len);
+/* The QEMU option that would make a port fit ("pref64-reserve=256G,mem-reserve=16M" — the part to add to the
+ * port's -device pcie-root-port) into buf; "" when it fits. */
+void smmu_plan_fit_fix(const struct smmu_fit *f, char *buf, size_t len);
+
 /* Default device id for a BDF: "hostdev-0009-01-00.0". */
 void smmu_plan_default_id(const char *bdf, char out[SMMU_ID_LEN]);
 
 /* The plan as data (README "plan --json"): placements and steps. New reference. */
 json_t *smmu_plan_to_json(const struct smmu_topology *topo, const struct smmu_plan *p);
+/* The plan's warnings (array of strings, new reference): one per device whose port's windows do not fit its
+ * BARs (placement.fit). `plan` and `attach` print them (text: on stderr; --json: "warnings"). */
+json_t *smmu_plan_warnings_json(const struct smmu_plan *p);
 
 #ifdef __cplusplus
 }

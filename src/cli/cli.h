@@ -33,7 +33,7 @@ struct cli {
     const char *record_path;
     int verbose;          /* -1 quiet, 0 normal, 1+ verbose */
     /* command options */
-    bool fd_pass, allow_mismatch, no_wait;
+    bool fd_pass, allow_mismatch, no_wait, require_fit;
     const char *iommufd_id, *device_id;
     double unplug_timeout_s;
     const char *format;   /* layout --format */

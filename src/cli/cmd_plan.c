@@ -2,7 +2,8 @@
  * send. Changes nothing: only qom-list/qom-list-get(/qom-get) go to QEMU.
  *
  * Exit 0 with a plan; 2 for bad input or a refusal (the planner's reason); 3 when QEMU cannot be read.
- * --json prints {"ok":true,"command":"plan", <docs/plan-json.md members>, "warnings":[…]}. */
+ * --json prints {"ok":true,"command":"plan", <docs/plan-json.md members>, "warnings":[…]}; a device whose port's
+ * windows do not fit its BARs is a warning (--require-fit: a refusal, exit 2). */
 #include <errno.h>
 
 #include "cli/cli.h"
@@ -45,6 +46,7 @@ int cmd_plan(struct cli *cli)
     opts.iommufd_id = cli->iommufd_id;
     opts.device_id = cli->device_id;
     opts.dev_root = cli->dev;
+    opts.require_fit = cli->require_fit;
     r = smmu_facts_plan(&f, cli->sysfs, (const char *const *)devs, n, &opts, &plan, &e);
     cli_devices_free(devs);
     if (r < 0) {
@@ -53,10 +55,13 @@ int cmd_plan(struct cli *cli)
         return cli_fail(cli, "plan", r == -ENOMEM ? EXIT_FAILED : EXIT_USAGE, &e, NULL);
     }
     if (cli->json) {
-        cli_print_json(cli, smmu_plan_reply_json(&f, plan));
+        cli_print_json(cli, smmu_plan_reply_json(&f, plan)); /* with the fit warnings */
     } else {
         render_plan(stdout, &f.topo, plan);
         fflush(stdout);
+        for (size_t i = 0; i < plan->n_placements; i++)
+            if (!plan->placements[i].fits)
+                cli_info(cli, "warning: %s", plan->placements[i].fit);
     }
     smmu_plan_free(plan);
     smmu_facts_free(&f);

@@ -161,6 +161,8 @@ static void attach_text(struct cli *cli, const json_t *rep)
     size_t i;
     json_t *d;
     const char *outcome = json_string_value(json_object_get(rep, "outcome"));
+    json_array_foreach(json_object_get(rep, "warnings"), i, d)
+        cli_info(cli, "warning: %s", json_string_value(d));
     json_array_foreach(json_object_get(rep, "devices"), i, d) {
         const char *st = json_string_value(json_object_get(d, "state"));
         if (outcome && !strcmp(outcome, "done"))
@@ -197,6 +199,7 @@ int cmd_attach(struct cli *cli)
     req.plan.iommufd_id = cli->iommufd_id;
     req.plan.device_id = cli->device_id;
     req.plan.dev_root = cli->dev;
+    req.plan.require_fit = cli->require_fit;
     req.unplug_timeout_ms = (int)(cli->unplug_timeout_s * 1000 + 0.5);
     r = txn_cli_run(cli, "attach", &req, attach_text);
     cli_devices_free(devs);

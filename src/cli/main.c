@@ -29,13 +29,13 @@ static const struct command commands[] = {
      "                 ua-<id>). Ids that are not libvirt's pci.1..pci.M are renumbered, each noted in a\n"
      "                 comment. With --json: an \"xml\" member.\n"
      "Exit 0, or 3 when QEMU cannot be reached or read.\n"},
-    {"plan", cmd_plan, "plan DEV... [--fd-pass] [--iommufd ID] [--id ID] [--allow-mismatch]",
+    {"plan", cmd_plan, "plan DEV... [--fd-pass] [--iommufd ID] [--id ID] [--allow-mismatch] [--require-fit]",
      "Show where each device would go (host SMMU, chosen vSMMU, root port, and why) and the exact QMP\n"
      "commands attach would send, in order, as compact JSON (getfd steps name the file passed). Changes\n"
      "nothing. DEV is a PCI address or @FILE (libvirt <hostdev> XML); host facts are read under --sysfs and\n"
      "fd paths under --dev. The options mean what they mean for attach. --json: docs/plan-json.md.\n"
      "Exit 0 planned, 2 bad input or refused (the planner's reason), 3 QEMU unreachable or unreadable.\n"},
-    {"attach", cmd_attach, "attach DEV... [--fd-pass] [--iommufd ID] [--id ID] [--allow-mismatch]",
+    {"attach", cmd_attach, "attach DEV... [--fd-pass] [--iommufd ID] [--id ID] [--allow-mismatch] [--require-fit]",
      "Plug host PCI devices (bound to vfio-pci) into the VM as one transaction: the iommufd object if missing\n"
      "(reused if present), then one device_add vfio-pci per device on a free root port behind the vSMMU that\n"
      "mirrors the device's host SMMU. Any failure undoes every completed step (exit 1, QEMU as before).\n"
@@ -43,7 +43,12 @@ static const struct command commands[] = {
      "                    letting QEMU open the device by `host` (for a QEMU without access to /dev)\n"
      "  --iommufd ID      the iommufd object to use or create (default iommufd0)\n"
      "  --id ID           QEMU id for the device (one device only; default hostdev-dddd-bb-ss.f)\n"
-     "  --allow-mismatch  allow a device behind a NON-accel vSMMU bound to another host SMMU\n"},
+     "  --allow-mismatch  allow a device behind a NON-accel vSMMU bound to another host SMMU\n"
+     "  --require-fit     refuse (exit 2, nothing sent) a device when no free root port behind its vSMMU has\n"
+     "                    reserved windows (pref64-reserve, mem-reserve) that fit its BARs; without it such a\n"
+     "                    device goes on the lowest free port with a warning (stderr; --json \"warnings\")\n"
+     "Among the free ports behind the right vSMMU a port whose windows fit the device's BARs (sized as layout\n"
+     "sizes them) is preferred over the lowest (chassis, port).\n"},
     {"detach", cmd_detach, "detach DEV... [--unplug-timeout SEC] [--no-wait]",
      "Unplug devices (QEMU id or host PCI address): every device_del is sent at once and DEVICE_DELETED is\n"
      "awaited for all in parallel. Each device ends detached, pending (the guest has not released it yet:\n"
@@ -136,7 +141,7 @@ static int command_help(const char *name)
 enum {
     OPT_VM = 1000, OPT_STATE_DIR, OPT_SYSFS, OPT_DEV, OPT_TIMEOUT, OPT_JSON, OPT_RECORD, OPT_QUIET,
     OPT_FD_PASS, OPT_IOMMUFD, OPT_ID, OPT_ALLOW_MISMATCH, OPT_UNPLUG_TIMEOUT, OPT_NO_WAIT,
-    OPT_FORMAT, OPT_SPARE, OPT_NO_ACCEL, OPT_XML, OPT_DOMAIN, OPT_FORCE,
+    OPT_FORMAT, OPT_SPARE, OPT_NO_ACCEL, OPT_XML, OPT_DOMAIN, OPT_FORCE, OPT_REQUIRE_FIT,
 };
 
 static const struct option long_opts[] = {
@@ -162,6 +167,7 @@ static const struct option long_opts[] = {
     {"format", required_argument, NULL, OPT_FORMAT},
     {"spare", required_argument, NULL, OPT_SPARE},
     {"no-accel", no_argument, NULL, OPT_NO_ACCEL},
+    {"require-fit", no_argument, NULL, OPT_REQUIRE_FIT},
     {"xml", no_argument, NULL, OPT_XML},
     {"domain", required_argument, NULL, OPT_DOMAIN},
     {"force", no_argument, NULL, OPT_FORCE},
@@ -187,7 +193,8 @@ static int check_option_scope(struct cli *cli, int opt, const char *optname)
 {
     static const struct { int opt; const char *cmds; } scope[] = {
         {OPT_FD_PASS, " attach plan "}, {OPT_IOMMUFD, " attach plan "}, {OPT_ID, " attach plan "},
-        {OPT_ALLOW_MISMATCH, " attach plan "}, {OPT_UNPLUG_TIMEOUT, " detach "}, {OPT_NO_WAIT, " detach "},
+        {OPT_ALLOW_MISMATCH, " attach plan "}, {OPT_REQUIRE_FIT, " attach plan "},
+        {OPT_UNPLUG_TIMEOUT, " detach "}, {OPT_NO_WAIT, " detach "},
         {OPT_FORMAT, " layout "}, {OPT_SPARE, " layout "}, {OPT_NO_ACCEL, " layout "},
         {OPT_XML, " topology "}, {OPT_DOMAIN, " topology plan attach "}, {OPT_FORCE, " attach plan "},
     };
@@ -267,6 +274,7 @@ static int cli_main(int argc, char **argv)
             break;
         }
         case OPT_NO_ACCEL: cli.no_accel = true; break;
+        case OPT_REQUIRE_FIT: cli.require_fit = true; break;
         case OPT_XML: cli.xml = true; break;
         case OPT_DOMAIN: cli.domain_path = optarg; break;
         case OPT_FORCE: cli.force = true; break;

@@ -136,20 +136,51 @@ static bool place_port_usable(const struct plan_ctx *c, size_t i)
     return true;
 }
 
-/* The usable port with the lowest (chassis, port) on vSMMU v (any vSMMU-less port when v < 0), or -1. */
-static int place_best_port(const struct plan_ctx *c, int v)
+/* The usable port on vSMMU v (any vSMMU-less port when v < 0) for dev: one whose reserved windows fit the
+ * device's BARs first (DESIGN §8), then the lowest (chassis, port); -1 if none. With dev NULL: any usable
+ * port (is there room at all?). */
+static int place_best_port(const struct plan_ctx *c, int v, const struct smmu_host_dev *dev)
 {
     int best = -1;
+    bool best_fits = false;
     for (size_t i = 0; i < c->topo->n_ports; i++) {
         const struct smmu_rootport *rp = &c->topo->ports[i];
         bool on = v >= 0 ? rp->vsmmu == v : (rp->vsmmu < 0 || (size_t)rp->vsmmu >= c->topo->n_vsmmus);
+        struct smmu_fit f = {.fits = true};
         if (!on || !place_port_usable(c, i))
             continue;
-        if (best < 0 || rp->chassis < c->topo->ports[best].chassis ||
-            (rp->chassis == c->topo->ports[best].chassis && rp->port < c->topo->ports[best].port))
+        if (dev)
+            smmu_plan_port_fit(rp, dev, &f);
+        if (best < 0 || (f.fits && !best_fits) ||
+            (f.fits == best_fits &&
+             (rp->chassis < c->topo->ports[best].chassis ||
+              (rp->chassis == c->topo->ports[best].chassis && rp->port < c->topo->ports[best].port)))) {
             best = (int)i;
+            best_fits = f.fits;
+        }
     }
     return best;
+}
+
+/* The placement's window verdict. The port was the best there was (place_best_port prefers fitting ones), so
+ * a port that does not fit means no free port behind that vSMMU does. */
+static void place_fit(const struct plan_ctx *c, const struct smmu_host_dev *dev, int v, const struct smmu_rootport *rp,
+                      struct smmu_placement *pl)
+{
+    struct smmu_fit f;
+    char what[192], fix[96];
+    smmu_plan_port_fit(rp, dev, &f);
+    pl->fits = f.fits;
+    if (f.fits)
+        return;
+    smmu_plan_fit_str(rp, &f, what, sizeof(what));
+    smmu_plan_fit_fix(&f, fix, sizeof(fix));
+    snprintf(pl->fit, sizeof(pl->fit),
+             "%s on %s: no free root port %s%s has windows that fit its BARs (%s); the guest may not be able to "
+             "assign them. Fix: launch the VM with %s on a pcie-root-port there (libvirt: <qemu:override> of the "
+             "root port's properties; see smmuctl layout)",
+             dev->bdf, rp->id, v >= 0 ? "behind vSMMU " : "of the VM",
+             v >= 0 ? place_vsmmu_name(&c->topo->vsmmus[v]) : "", what, fix);
 }
 
 static void place_fill(struct plan_ctx *c, const struct smmu_host_dev *dev, int v, int port,
@@ -164,6 +195,7 @@ static void place_fill(struct plan_ctx *c, const struct smmu_host_dev *dev, int 
     pl->port = port;
     snprintf(pl->port_id, sizeof(pl->port_id), "%s", rp->id);
     c->taken[port] = true;
+    place_fit(c, dev, v, rp, pl);
 }
 
 /* Why nothing fits: every vSMMU (by identifier) with its binding and state, then a hint about
@@ -184,7 +216,7 @@ static int place_refuse(struct plan_ctx *c, const struct smmu_host_dev *dev, str
     for (size_t k = 0; k < c->topo->n_vsmmus; k++) {
         size_t v = c->order[k];
         const struct smmu_vsmmu *s = &c->topo->vsmmus[v];
-        bool has_port = place_best_port(c, (int)v) >= 0;
+        bool has_port = place_best_port(c, (int)v, NULL) >= 0;
         PLACE_APPEND("%s%s%s", k ? ", " : "", place_vsmmu_name(s), s->accel ? " (accel)" : "");
         if (c->bound[v][0]) {
             PLACE_APPEND(" bound to %s", c->bound[v]);
@@ -231,8 +263,20 @@ static int place_refuse_plain(struct plan_ctx *c, const struct smmu_host_dev *de
                           dev->bdf, c->topo->n_ports, occupied, booked, nohp, anon);
 }
 
+static int place_one(struct plan_ctx *c, const struct smmu_host_dev *dev, struct smmu_placement *pl,
+                     struct smmu_error *err);
+
 int plan_place_one(struct plan_ctx *c, const struct smmu_host_dev *dev, struct smmu_placement *pl,
                    struct smmu_error *err)
+{
+    int rc = place_one(c, dev, pl, err);
+    if (rc == 0 && c->require_fit && !pl->fits)
+        return smmu_error_set(err, -ENOSPC, "--require-fit: %s", pl->fit);
+    return rc;
+}
+
+static int place_one(struct plan_ctx *c, const struct smmu_host_dev *dev, struct smmu_placement *pl,
+                     struct smmu_error *err)
 {
     const struct smmu_topology *t = c->topo;
     const char *smmu = dev->smmu;
@@ -241,7 +285,7 @@ int plan_place_one(struct plan_ctx *c, const struct smmu_host_dev *dev, struct s
 
     memset(pl, 0, sizeof(*pl));
     if (t->n_vsmmus == 0) {
-        port = place_best_port(c, -1);
+        port = place_best_port(c, -1, dev);
         if (port < 0)
             return place_refuse_plain(c, dev, err);
         place_fill(c, dev, -1, port, pl);
@@ -255,7 +299,7 @@ int plan_place_one(struct plan_ctx *c, const struct smmu_host_dev *dev, struct s
         size_t v = c->order[k];
         if (strcmp(c->bound[v], smmu))
             continue;
-        port = place_best_port(c, (int)v);
+        port = place_best_port(c, (int)v, dev);
         if (port < 0) {
             if (!full_bound)
                 full_bound = place_vsmmu_name(&t->vsmmus[v]);
@@ -276,7 +320,7 @@ int plan_place_one(struct plan_ctx *c, const struct smmu_host_dev *dev, struct s
             size_t v = c->order[k];
             if (c->bound[v][0] || (numa_pass && t->vsmmus[v].numa_node != dev->numa_node))
                 continue;
-            port = place_best_port(c, (int)v);
+            port = place_best_port(c, (int)v, dev);
             if (port >= 0) {
                 pick = (int)v;
                 pick_port = port;
@@ -313,7 +357,7 @@ int plan_place_one(struct plan_ctx *c, const struct smmu_host_dev *dev, struct s
             size_t v = c->order[k];
             if (t->vsmmus[v].accel || !c->bound[v][0] || !strcmp(c->bound[v], smmu))
                 continue;
-            port = place_best_port(c, (int)v);
+            port = place_best_port(c, (int)v, dev);
             if (port < 0)
                 continue;
             place_fill(c, dev, (int)v, port, pl);

@@ -182,6 +182,7 @@ int smmu_plan_attach(const struct smmu_topology *topo,
                        booked, n_booked, err);
     if (rc < 0)
         return rc;
+    ctx.require_fit = opts->require_fit;
     p = calloc(1, sizeof(*p));
     if (!p || !(p->placements = calloc(n, sizeof(*p->placements)))) {
         rc = smmu_error_set(err, -ENOMEM, "planner: out of memory");

@@ -11,6 +11,7 @@
 struct plan_ctx {
     const struct smmu_topology *topo;
     bool allow_mismatch;
+    bool require_fit;                   /* --require-fit: a device whose port's windows do not fit is refused */
     const char *const *booked;
     size_t n_booked;
     char (*bound)[PLAN_SMMU_LEN];       /* per vSMMU: bound host SMMU, "" when unbound */

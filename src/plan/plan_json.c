@@ -29,6 +29,7 @@ static json_t *pj_placement(const struct smmu_topology *topo, const struct smmu_
     json_object_set_new(o, "device_id", json_string(pl->device_id));
     json_object_set_new(o, "reason", json_string(pl->reason));
     json_object_set_new(o, "mismatch", json_boolean(pl->mismatch));
+    json_object_set_new(o, "fits", json_boolean(pl->fits));
     return o;
 }
 
@@ -44,6 +45,15 @@ static json_t *pj_step(const struct smmu_step *s)
         json_array_append_new(fds, json_string(s->fd_path));
     json_object_set_new(o, "fds", fds);
     return o;
+}
+
+json_t *smmu_plan_warnings_json(const struct smmu_plan *p)
+{
+    json_t *w = json_array();
+    for (size_t i = 0; p && w && i < p->n_placements; i++)
+        if (!p->placements[i].fits && p->placements[i].fit[0])
+            json_array_append_new(w, json_string(p->placements[i].fit));
+    return w;
 }
 
 json_t *smmu_plan_to_json(const struct smmu_topology *topo, const struct smmu_plan *p)

@@ -105,9 +105,10 @@ static void attach_report(struct smmu_txn *t, json_t *txn, const char *outcome)
         json_array_append_new(devs, txn_report_device(s, dstate));
     }
     json_decref(t->res->report);
-    t->res->report = json_pack("{s:s,s:o,s:{s:s,s:b},s:o}", "outcome", outcome, "devices", devs, "iommufd", "id",
-                               txn_step_str(txn, "iommufd"), "created",
-                               json_is_true(json_object_get(txn, "creates_iommufd")), "steps", steps);
+    t->res->report = json_pack("{s:s,s:o,s:{s:s,s:b},s:o,s:o}", "outcome", outcome, "devices", devs, "iommufd",
+                               "id", txn_step_str(txn, "iommufd"), "created",
+                               json_is_true(json_object_get(txn, "creates_iommufd")), "steps", steps,
+                               "warnings", smmu_plan_warnings_json(t->plan)); /* ports whose windows do not fit */
 }
 
 /* Record the outcome of a successful attach in the journal's long-lived state. */

@@ -79,7 +79,11 @@ json_t *smmu_topology_reply_json(const struct smmu_facts *f)
 
 json_t *smmu_plan_reply_json(const struct smmu_facts *f, const struct smmu_plan *p)
 {
-    return reply_with_warnings("plan", smmu_plan_to_json(&f->topo, p), f);
+    json_t *o = reply_with_warnings("plan", smmu_plan_to_json(&f->topo, p), f);
+    json_t *fw = smmu_plan_warnings_json(p); /* devices whose port's windows do not fit their BARs */
+    json_array_extend(json_object_get(o, "warnings"), fw);
+    json_decref(fw);
+    return o;
 }
 
 void smmu_journal_error_explain(struct smmu_error *e, const char *state_dir)

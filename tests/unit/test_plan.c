@@ -620,7 +620,7 @@ static void test_exact_steps_fd_pass(void **state)
         "{\"iommufd\":\"iommufd0\",\"creates_iommufd\":true,"
         "\"placements\":[{\"bdf\":\"0009:01:00.0\",\"host_smmu\":\"" S1 "\",\"numa_node\":0,\"vsmmu\":\"smmuv3.1\","
         "\"pxb\":\"pcie.1\",\"bus_nr\":252,\"accel\":false,\"port\":\"rp1a\",\"device_id\":\"hostdev-0009-01-00.0\","
-        "\"reason\":\"unbound vSMMU smmuv3.1 (lowest identifier 0), now bound to " S1 "\",\"mismatch\":false}],"
+        "\"reason\":\"unbound vSMMU smmuv3.1 (lowest identifier 0), now bound to " S1 "\",\"mismatch\":false,\"fits\":true}],"
         "\"new_bindings\":[{\"vsmmu\":\"smmuv3.1\",\"host_smmu\":\"" S1 "\"}],"
         "\"steps\":["
         "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"iommufd0-fd\"},\"fds\":[\"/tmp/fake-dev/iommu\"]},"
@@ -712,9 +712,112 @@ static void test_bad_arguments(void **state)
     smmu_topology_free(&t);
 }
 
+/* ---- BAR windows (DESIGN §8): prefer a port whose reserves fit, warn or refuse when none does ---- */
+
+/* A Grace-Blackwell-like GPU (as tests/support/fakesys.c's resource file): BAR0 16 MiB 32-bit, BAR2 128 GiB and
+ * BAR4 32 MiB 64-bit prefetchable → needs pref64 256 GiB (128 GiB + 32 MiB rounded up to 128 GiB), mem 16 MiB. */
+static void gpu_bars(struct smmu_host_dev *d)
+{
+    d->have_bars = true;
+    d->bars[0] = (struct smmu_host_bar){16ull << 20, 0x40200, false, false, false};
+    d->bars[2] = (struct smmu_host_bar){128ull << 30, 0x14220c, false, true, true};
+    d->bars[4] = (struct smmu_host_bar){32ull << 20, 0x14220c, false, true, true};
+}
+
+static void set_res(struct smmu_topology *t, const char *port, uint64_t pref64, uint64_t mem)
+{
+    struct smmu_rootport *rp = &t->ports[smmu_topology_find_port(t, port)];
+    rp->pref64_reserve = (struct smmu_reserve){pref64 != 0, pref64};
+    rp->mem_reserve = (struct smmu_reserve){mem != 0, mem};
+}
+
+static void test_fit_needs(void **state)
+{
+    struct smmu_host_dev d = DEV(A, S1, 0);
+    struct smmu_rootport rp;
+    struct smmu_fit f;
+    char buf[256];
+    (void)state;
+    memset(&rp, 0, sizeof(rp));
+    smmu_plan_port_fit(&rp, &d, &f); /* no BAR facts: nothing known is needed */
+    assert_true(f.fits);
+    gpu_bars(&d);
+    smmu_plan_port_fit(&rp, &d, &f);
+    assert_true(f.need_pref64 == 256ull << 30);
+    assert_true(f.need_mem == 16ull << 20);
+    assert_false(f.fits);
+    smmu_plan_fit_str(&rp, &f, buf, sizeof(buf));
+    assert_string_equal(buf, "pref64-reserve unset, the 64-bit prefetchable BARs need 256 GiB; "
+                             "mem-reserve unset, the other memory BARs need 16 MiB");
+    smmu_plan_fit_fix(&f, buf, sizeof(buf));
+    assert_string_equal(buf, "pref64-reserve=256G,mem-reserve=16M");
+    rp.pref64_reserve = (struct smmu_reserve){true, 256ull << 30};
+    rp.mem_reserve = (struct smmu_reserve){true, 8ull << 20};
+    smmu_plan_port_fit(&rp, &d, &f);
+    assert_true(f.pref_ok);
+    assert_false(f.mem_ok);
+    smmu_plan_fit_str(&rp, &f, buf, sizeof(buf));
+    assert_string_equal(buf, "mem-reserve 8 MiB, the other memory BARs need 16 MiB");
+    rp.mem_reserve.value = 16ull << 20;
+    smmu_plan_port_fit(&rp, &d, &f);
+    assert_true(f.fits);
+    /* a 32-bit prefetchable window holds 64-bit prefetchable BARs that fit below 4 GiB, never 256 GiB */
+    rp.pref64_reserve = (struct smmu_reserve){false, 0};
+    rp.pref32_reserve = (struct smmu_reserve){true, 1ull << 31};
+    smmu_plan_port_fit(&rp, &d, &f);
+    assert_false(f.pref_ok);
+}
+
+/* smmuv3.1 has rp1a (lowest, no windows) and rp1b (windows that fit): rp1b wins; with rp1b too small, rp1a
+ * (lowest) is chosen with a warning naming the fix; --require-fit refuses then. */
+static void test_fit_placement(void **state)
+{
+    struct smmu_topology t;
+    struct smmu_host_dev d = DEV(A, S1, -1);
+    struct smmu_error err = SMMU_ERROR_INIT;
+    struct smmu_plan_opts o = SMMU_PLAN_OPTS_INIT;
+    struct smmu_plan *p = NULL;
+    (void)state;
+    gpu_bars(&d);
+    tb_build(&T_TWO, &t);
+    set_res(&t, "rp1b", 256ull << 30, 16ull << 20);
+    assert_int_equal(smmu_plan_attach(&t, &d, 1, NULL, 0, NULL, 0, NULL, 0, NULL, 0, NULL, &p, &err), 0);
+    assert_string_equal(p->placements[0].port_id, "rp1b");
+    assert_true(p->placements[0].fits);
+    json_t *w = smmu_plan_warnings_json(p);
+    assert_int_equal(json_array_size(w), 0);
+    json_decref(w);
+    smmu_plan_free(p);
+
+    set_res(&t, "rp1b", 64ull << 30, 32ull << 20); /* too small a pref64 window */
+    assert_int_equal(smmu_plan_attach(&t, &d, 1, NULL, 0, NULL, 0, NULL, 0, NULL, 0, NULL, &p, &err), 0);
+    assert_string_equal(p->placements[0].port_id, "rp1a"); /* none fits: lowest (chassis, port) as before */
+    assert_false(p->placements[0].fits);
+    w = smmu_plan_warnings_json(p);
+    assert_int_equal(json_array_size(w), 1);
+    assert_non_null(strstr(json_string_value(json_array_get(w, 0)),
+                           "0009:01:00.0 on rp1a: no free root port behind vSMMU smmuv3.1 has windows that fit"));
+    assert_non_null(strstr(json_string_value(json_array_get(w, 0)), "pref64-reserve=256G,mem-reserve=16M"));
+    json_decref(w);
+    json_t *j = smmu_plan_to_json(&t, p);
+    assert_true(json_is_false(json_object_get(json_array_get(json_object_get(j, "placements"), 0), "fits")));
+    json_decref(j);
+    smmu_plan_free(p);
+
+    o.require_fit = true;
+    assert_int_equal(smmu_plan_attach(&t, &d, 1, NULL, 0, NULL, 0, NULL, 0, NULL, 0, &o, &p, &err), -ENOSPC);
+    assert_null(p);
+    assert_non_null(strstr(err.message, "--require-fit: 0009:01:00.0 on rp1a: no free root port"));
+    set_res(&t, "rp1b", 256ull << 30, 16ull << 20);
+    assert_int_equal(smmu_plan_attach(&t, &d, 1, NULL, 0, NULL, 0, NULL, 0, NULL, 0, &o, &p, &err), 0);
+    assert_string_equal(p->placements[0].port_id, "rp1b");
+    smmu_plan_free(p);
+    smmu_topology_free(&t);
+}
+
 int main(void)
 {
-    struct CMUnitTest tests[N_CASES + 4];
+    struct CMUnitTest tests[N_CASES + 6];
     size_t n = 0;
     for (size_t i = 0; i < N_CASES; i++) {
         memset(&tests[n], 0, sizeof(tests[n]));
@@ -728,8 +831,10 @@ int main(void)
         cmocka_unit_test(test_exact_steps_host),
         cmocka_unit_test(test_default_id),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_fit_needs),
+        cmocka_unit_test(test_fit_placement),
     };
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++)
         tests[n++] = extra[i];
     return cmocka_run_group_tests_name("plan", tests, NULL, NULL);
 }
