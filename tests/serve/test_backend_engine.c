@@ -13,8 +13,6 @@
  * - a VM whose QEMU stalls does not delay another VM's operation;
  * - the desired-state verb converges, a repeat sends nothing, and a device smmuctl did not plug stays. */
 #define _GNU_SOURCE
-#pragma GCC diagnostic ignored "-Wunused-function" /* TEMP */
-#pragma GCC diagnostic ignored "-Wunused-const-variable" /* TEMP */
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -59,6 +57,7 @@ struct world {
     struct ev ev[MAX_EV];
     int nev;
     int round_trips, reconnects;
+    struct event *tick; /* wakes the loop now and then, so conditions on a simulator's state are re-checked */
 };
 
 struct opx { /* one operation */
@@ -111,6 +110,11 @@ static int count_ev(struct world *w, const char *vm, const char *type, const cha
     return n;
 }
 
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+}
+
 static struct world *world_new(void)
 {
     struct world *w = calloc(1, sizeof(*w));
@@ -125,6 +129,9 @@ static struct world *world_new(void)
                                                  .driver = "vfio-pci", .group = "11", .cdev = "vfio1",
                                                  .numa_node = "0"});
     w->base = event_base_new();
+    w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
+    struct timeval tv = {0, 5000};
+    evtimer_add(w->tick, &tv);
     return w;
 }
 
@@ -160,6 +167,7 @@ static void backend_close(struct world *w)
 static void world_free(struct world *w)
 {
     backend_close(w);
+    event_free(w->tick);
     event_base_free(w->base);
     fakesys_free(w->fs);
     smmu_test_rmtree(w->tmp);
@@ -283,10 +291,16 @@ static long command_count(struct simh *h)
     return n;
 }
 
+/* vfio-pci devices in the simulated VM */
 static size_t sim_devices(struct simh *h)
 {
-    json_t *d = dump(h);
-    size_t n = json_array_size(json_object_get(d, "devices"));
+    json_t *d = dump(h), *e;
+    size_t i, n = 0;
+    json_array_foreach(json_object_get(d, "devices"), i, e) {
+        const char *drv = json_string_value(json_object_get(e, "driver"));
+        if (drv && !strcmp(drv, "vfio-pci"))
+            n++;
+    }
     json_decref(d);
     return n;
 }
@@ -478,10 +492,459 @@ static void test_registrations_persist(void **state)
     world_free(w);
 }
 
+/* ---- many VMs at once ---- */
+
+enum sc { SC_ATTACH, SC_ROLLBACK, SC_PENDING, SC_DETACH, SC_N };
+
+#define NVM 20
+static const char FAULT_B[] = "{\"kind\":\"fail\",\"command\":\"device_add\",\"arg\":{\"id\":\"hostdev-0009-02-00.0\"},"
+                              "\"desc\":\"injected failure\"}";
+
+static json_t *cli_json(struct world *w, struct simh *h, const char *vm, const char *const *cmd, int want)
+{
+    const char *common[] = {"--qmp", simh_qmp_path(h), "--vm", vm, "--state-dir", w->state, "--sysfs",
+                            fakesys_root(w->fs), "--json", NULL};
+    struct smmu_run r;
+    smmu_run_cli_with(&r, common, cmd, 60000);
+    if (r.status != want)
+        fail_msg("%s: exit %d, want %d: %s", cmd[0], r.status, want, r.err);
+    json_t *o = smmu_run_json(&r);
+    assert_non_null(o);
+    smmu_run_free(&r);
+    return o;
+}
+
+static void expect_same_json(const char *what, json_t *got, json_t *want)
+{
+    if (!json_equal(got, want)) {
+        char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS), *x = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS);
+        fail_msg("%s differs from the CLI's --json:\n  got  %s\n  want %s", what, g, x);
+    }
+}
+
+static void test_many_vms(void **state)
+{
+    struct world *w = world_new();
+    struct simh *h = NULL;
+    static char names[NVM][16];
+    const char *pn[NVM];
+    struct opx att[NVM], det[NVM];
+    long before[NVM];
+    (void)state;
+    memset(att, 0, sizeof(att));
+    memset(det, 0, sizeof(det));
+    /* NVM VMs for the daemon, two twins for the CLI's reference runs */
+    assert_int_equal(simh_start_vms(&h, NVM + 2, sim_args(w, NULL)), 0);
+    backend_open(w);
+    for (int i = 0; i < NVM; i++) {
+        snprintf(names[i], sizeof(names[i]), "vm%d", i);
+        pn[i] = names[i];
+        if (i % SC_N == SC_ROLLBACK)
+            assert_int_equal(simh_fault(simh_vm(h, i), FAULT_B), 0);
+        if (i % SC_N == SC_PENDING)
+            assert_int_equal(simh_unplug(simh_vm(h, i), "{\"mode\":\"never\"}"), 0);
+        reg(w, names[i], simh_qmp_path(simh_vm(h, i)));
+    }
+    wait_connected(w, NVM, pn);
+    for (int i = 0; i < NVM; i++) {
+        before[i] = command_count(simh_vm(h, i));
+        assert_int_equal(smmu_vm_discoveries(sv_backend_engine_vm(w->b, names[i])), 1); /* after the connect */
+    }
+    /* everything submitted before the loop runs again: the VMs proceed together */
+    for (int i = 0; i < NVM; i++) {
+        submit(w, names[i], SV_VERB_ATTACH, "{\"devices\":[\"0009:01:00.0\",\"0009:02:00.0\"]}", &att[i]);
+        if (i % SC_N == SC_PENDING)
+            submit(w, names[i], SV_VERB_DETACH, "{\"devices\":[\"0009:01:00.0\",\"0009:02:00.0\"],\"unplug_timeout\":0}",
+                   &det[i]);
+        else if (i % SC_N == SC_DETACH)
+            submit(w, names[i], SV_VERB_DETACH, "{\"devices\":[\"hostdev-0009-01-00.0\",\"0009:02:00.0\"]}", &det[i]);
+    }
+    for (int i = 0; i < NVM; i++) {
+        wait_op(w, &att[i], 1);
+        if (i % SC_N >= SC_PENDING)
+            wait_op(w, &det[i], 1);
+    }
+
+    /* the CLI's objects for the same runs on the twins */
+    assert_int_equal(simh_fault(simh_vm(h, NVM + 1), FAULT_B), 0);
+    json_t *ref_ok = cli_json(w, simh_vm(h, NVM), "twin0", (const char *[]){"attach", BDF, BDF2, NULL}, 0);
+    json_t *ref_rb = cli_json(w, simh_vm(h, NVM + 1), "twin1", (const char *[]){"attach", BDF, BDF2, NULL}, 1);
+
+    for (int i = 0; i < NVM; i++) {
+        enum sc sc = (enum sc)(i % SC_N);
+        struct simh *v = simh_vm(h, i);
+        assert_int_equal(att[i].calls, 1);
+        if (sc == SC_ROLLBACK) {
+            if (att[i].last.state != SV_OP_ROLLED_BACK)
+                fail_msg("%s: state %s: %s", names[i], sv_op_state_name(att[i].last.state), att[i].msg);
+            assert_int_equal(att[i].last.exit_code, 1);
+            assert_false(att[i].last.sent_nothing);
+            expect_same_json("a rolled-back attach", att[i].json, ref_rb);
+            assert_int_equal(sim_devices(v), 0);
+            assert_int_equal(journal_devices(w, names[i]), 0);
+            continue;
+        }
+        if (att[i].last.state != SV_OP_DONE)
+            fail_msg("%s: state %s: %s", names[i], sv_op_state_name(att[i].last.state), att[i].msg);
+        assert_int_equal(att[i].last.exit_code, 0);
+        expect_same_json("an attach", att[i].json, ref_ok);
+        assert_int_equal(count_ev(w, names[i], "device.attached", DEVID), 1);
+        assert_int_equal(count_ev(w, names[i], "device.attached", DEVID2), 1);
+        if (sc == SC_ATTACH) {
+            /* the kept facts: the attach sent exactly its own steps (object-add, 2 × device_add), no discovery */
+            size_t steps = json_array_size(json_object_get(att[i].json, "steps"));
+            assert_int_equal(steps, 3);
+            assert_int_equal(command_count(v) - before[i], (long)steps);
+            assert_int_equal(smmu_vm_discoveries(sv_backend_engine_vm(w->b, names[i])), 1);
+            assert_true(sim_has(v, DEVID) && sim_has(v, DEVID2));
+        }
+        if (sc == SC_DETACH) {
+            assert_int_equal(det[i].last.state, SV_OP_DONE);
+            assert_int_equal(det[i].last.exit_code, 0);
+            assert_int_equal(count_ev(w, names[i], "device.detached", DEVID), 1);
+            assert_int_equal(sim_devices(v), 0);
+        }
+        if (sc == SC_PENDING) {
+            assert_int_equal(det[i].calls, 1);
+            if (det[i].last.state != SV_OP_PENDING)
+                fail_msg("%s: detach state %s: %s", names[i], sv_op_state_name(det[i].last.state), det[i].msg);
+            assert_int_equal(det[i].last.exit_code, 4);
+            assert_int_equal(count_ev(w, names[i], "device.unplug-pending", DEVID), 1);
+            assert_int_equal(count_ev(w, names[i], "device.unplug-pending", DEVID2), 1);
+            assert_true(sim_has(v, DEVID) && sim_has(v, DEVID2)); /* the guest holds them */
+        }
+    }
+    /* the guests release their devices now: each pending detach is done, reported once more */
+    for (int i = SC_PENDING; i < NVM; i += SC_N) {
+        assert_int_equal(simh_unplug(simh_vm(h, i), "{\"id\":\"hostdev-0009-01-00.0\",\"mode\":\"event\",\"delay_ms\":1}"), 0);
+        assert_int_equal(simh_unplug(simh_vm(h, i), "{\"id\":\"hostdev-0009-02-00.0\",\"mode\":\"event\",\"delay_ms\":1}"), 0);
+    }
+    for (int i = SC_PENDING; i < NVM; i += SC_N) {
+        wait_op(w, &det[i], 2);
+        assert_int_equal(det[i].last.state, SV_OP_DONE);
+        assert_int_equal(det[i].last.exit_code, 0);
+        assert_true(json_is_true(json_object_get(det[i].json, "ok")));
+        assert_int_equal(json_integer_value(json_object_get(det[i].json, "exit_code")), 0);
+        assert_int_equal(count_ev(w, names[i], "device.detached", DEVID), 1);
+        assert_int_equal(count_ev(w, names[i], "device.detached", DEVID2), 1);
+        assert_int_equal(sim_devices(simh_vm(h, i)), 0);
+        assert_int_equal(journal_devices(w, names[i]), 0);
+    }
+    assert_true(w->round_trips > 0);
+    /* the daemon's kept topology equals a fresh discovery, after each kind of history */
+    for (int i = 0; i < SC_N; i++) {
+        char *d = daemon_topology(w, names[i]);
+        unregister(w, names[i]); /* lets go of the lock and the one QMP connection */
+        char *c = cli_topology(w, simh_vm(h, i), names[i]);
+        if (strcmp(d, c))
+            fail_msg("%s: the kept topology differs from a discovery:\n  kept %s\n  disc %s", names[i], d, c);
+        free(d);
+        free(c);
+    }
+    for (int i = 0; i < NVM; i++) {
+        opx_fini(&att[i]);
+        opx_fini(&det[i]);
+    }
+    json_decref(ref_ok);
+    json_decref(ref_rb);
+    backend_close(w);
+    simh_stop(h);
+    world_free(w);
+}
+
+/* ---- the lock names the daemon ---- */
+
+static void test_cli_told_about_daemon(void **state)
+{
+    struct world *w = world_new();
+    struct simh *h = NULL;
+    const char *names[] = {"vm0"};
+    char pid[32], server[4300];
+    (void)state;
+    assert_int_equal(simh_start_vms(&h, 1, sim_args(w, NULL)), 0);
+    backend_open(w);
+    reg(w, "vm0", simh_qmp_path(h));
+    wait_connected(w, 1, names);
+    snprintf(pid, sizeof(pid), "pid %d", (int)getpid());
+    snprintf(server, sizeof(server), "--server %s", w->api);
+    const char *common[] = {"--qmp", simh_qmp_path(h), "--vm", "vm0", "--state-dir", w->state, "--sysfs",
+                            fakesys_root(w->fs), NULL};
+    const char *const cmds[][4] = {{"attach", BDF, NULL}, {"status", NULL}, {"--json", "detach", BDF, NULL}};
+    for (int i = 0; i < 3; i++) {
+        struct smmu_run r;
+        /* the CLI waits up to 60 s for a lock another smmuctl holds; this one must not wait at all */
+        smmu_run_cli_with(&r, common, cmds[i], 30000);
+        assert_false(r.timed_out);
+        assert_int_equal(r.status, 2);
+        const char *text = i == 2 ? r.out : r.err;
+        if (!strstr(text, pid) || !strstr(text, server) || !strstr(text, "smmuctl serve"))
+            fail_msg("%s: the message does not name the daemon (%s, %s): %s", cmds[i][0], pid, server, text);
+        if (i == 2) {
+            json_t *o = smmu_run_json(&r);
+            assert_string_equal(json_string_value(json_object_get(json_object_get(o, "error"), "code")), "EBUSY");
+            json_decref(o);
+        }
+        smmu_run_free(&r);
+    }
+    backend_close(w);
+    /* the daemon is gone: the lock file's note died with it, the CLI works directly again */
+    struct smmu_run r;
+    smmu_run_cli_with(&r, common, (const char *[]){"status", NULL}, 60000);
+    assert_int_equal(r.status, 0);
+    smmu_run_free(&r);
+    simh_stop(h);
+    world_free(w);
+}
+
+/* ---- QEMU killed mid-attach and started again ---- */
+
+struct vmstate {
+    struct world *w;
+    const char *vm;
+    enum smmu_vm_state st;
+    int reconciled;
+};
+
+static bool vm_reached(void *arg)
+{
+    struct vmstate *s = arg;
+    smmu_vm *vm = sv_backend_engine_vm(s->w->b, s->vm);
+    return vm && smmu_vm_state(vm) == s->st && count_ev(s->w, s->vm, "vm.reconciled", NULL) >= s->reconciled;
+}
+
+struct simwait {
+    struct simh *h;
+    const char *id;
+};
+
+static bool sim_has_cond(void *arg)
+{
+    struct simwait *s = arg;
+    return sim_has(s->h, s->id);
+}
+
+static void point(const char *link, const char *target)
+{
+    char tmp[4400];
+    snprintf(tmp, sizeof(tmp), "%s.new", link);
+    unlink(tmp);
+    assert_int_equal(symlink(target, tmp), 0);
+    assert_int_equal(rename(tmp, link), 0);
+}
+
+static void test_qemu_killed_mid_attach(void **state)
+{
+    struct world *w = world_new();
+    struct simh *h = NULL, *h2 = NULL;
+    struct opx att = {0};
+    char link[4300];
+    (void)state;
+    const char *stall[] = {"--fault", "{\"kind\":\"stall\",\"command\":\"device_add\",\"arg\":{\"id\":\"hostdev-0009-02-00.0\"}}",
+                           NULL};
+    assert_int_equal(simh_start(&h, sim_args(w, stall)), 0);
+    /* the VM's monitor as the orchestrator names it: a path that the restarted QEMU listens on again */
+    snprintf(link, sizeof(link), "%s/vm0.qmp", w->tmp);
+    point(link, simh_qmp_path(h));
+    backend_open(w);
+    reg(w, "vm0", link);
+    wait_connected(w, 1, (const char *[]){"vm0"});
+    submit(w, "vm0", SV_VERB_ATTACH, "{\"devices\":[\"0009:01:00.0\",\"0009:02:00.0\"]}", &att);
+    run_until(w, sim_has_cond, &(struct simwait){h, DEVID2}); /* the second device_add executed, no reply */
+    assert_int_equal(att.calls, 0);
+    kill(simh_pid(h), SIGKILL); /* QEMU dies with the reply outstanding */
+    wait_op(w, &att, 1);
+    /* the transaction could not reach QEMU again: it ends with the journal holding it (exit 4, as the CLI) */
+    assert_int_equal(att.last.state, SV_OP_INCOMPLETE);
+    assert_int_equal(att.last.exit_code, 4);
+    assert_true(journal_has_txn(w, "vm0"));
+    simh_stop(h);
+    run_until(w, vm_reached, &(struct vmstate){w, "vm0", SMMU_VM_LOST, 1});
+    assert_true(count_ev(w, "vm0", "vm.disconnected", NULL) >= 1);
+    /* QEMU starts again on the same monitor path: the VM reconnects, reconciles, and is as before the attach */
+    assert_int_equal(simh_start(&h2, sim_args(w, NULL)), 0);
+    point(link, simh_qmp_path(h2));
+    run_until(w, vm_reached, &(struct vmstate){w, "vm0", SMMU_VM_READY, 2});
+    assert_int_equal(w->reconnects, 1);
+    assert_int_equal(count_ev(w, "vm0", "vm.connected", NULL), 2);
+    assert_false(journal_has_txn(w, "vm0"));
+    assert_int_equal(journal_devices(w, "vm0"), 0);
+    assert_int_equal(sim_devices(h2), 0);
+    assert_int_equal(count_ev(w, "vm0", "device.vanished", DEVID), 1); /* the old QEMU's devices, forgotten */
+    /* and it works: an attach on the new QEMU */
+    submit(w, "vm0", SV_VERB_ATTACH, "{\"devices\":[\"0009:01:00.0\"]}", &att);
+    wait_op(w, &att, 2);
+    assert_int_equal(att.last.state, SV_OP_DONE);
+    assert_true(sim_has(h2, DEVID));
+    opx_fini(&att);
+    backend_close(w);
+    simh_stop(h2);
+    world_free(w);
+}
+
+/* ---- a restarted daemon recovers an interrupted transaction, with no request ---- */
+
+static void test_backend_restart_recovers(void **state)
+{
+    struct world *w = world_new();
+    struct simh *h = NULL;
+    struct opx att = {0};
+    (void)state;
+    assert_int_equal(simh_start_vms(&h, 2, sim_args(w, NULL)), 0);
+    assert_int_equal(simh_fault(simh_vm(h, 0), "{\"kind\":\"stall\",\"command\":\"device_add\",\"arg\":{\"id\":"
+                                               "\"hostdev-0009-02-00.0\"}}"), 0);
+    backend_open(w);
+    reg(w, "vm0", simh_qmp_path(simh_vm(h, 0)));
+    reg(w, "vm1", simh_qmp_path(simh_vm(h, 1)));
+    wait_connected(w, 2, (const char *[]){"vm0", "vm1"});
+    submit(w, "vm0", SV_VERB_ATTACH, "{\"devices\":[\"0009:01:00.0\",\"0009:02:00.0\"]}", &att);
+    run_until(w, sim_has_cond, &(struct simwait){simh_vm(h, 0), DEVID2});
+    /* the daemon goes away mid-transaction (the journal is what kill -9 would leave: the txn, steps sent) */
+    backend_close(w);
+    assert_true(journal_has_txn(w, "vm0"));
+    assert_true(sim_has(simh_vm(h, 0), DEVID) && sim_has(simh_vm(h, 0), DEVID2));
+    json_decref(simh_control(simh_vm(h, 0), "{\"cmd\":\"clear-faults\"}"));
+    w->nev = 0;
+    backend_open(w);
+    wait_connected(w, 2, (const char *[]){"vm0", "vm1"});
+    /* no request: the reconcile of the connect rolled the interrupted attach back */
+    assert_false(journal_has_txn(w, "vm0"));
+    assert_int_equal(journal_devices(w, "vm0"), 0);
+    assert_int_equal(sim_devices(simh_vm(h, 0)), 0);
+    assert_int_equal(count_ev(w, "vm0", "vm.reconciled", NULL), 1);
+    opx_fini(&att);
+    backend_close(w);
+    simh_stop(h);
+    world_free(w);
+}
+
+/* ---- one VM's stalled QEMU delays no other VM ---- */
+
+static bool others_done(void *arg)
+{
+    struct opx *x = arg;
+    for (int i = 1; i < 5; i++)
+        if (x[i].calls < 1)
+            return false;
+    return true;
+}
+
+static void test_stall_isolated(void **state)
+{
+    struct world *w = world_new();
+    struct simh *h = NULL;
+    struct opx x[5];
+    static const char *names[] = {"vm0", "vm1", "vm2", "vm3", "vm4"};
+    (void)state;
+    memset(x, 0, sizeof(x));
+    assert_int_equal(simh_start_vms(&h, 5, sim_args(w, NULL)), 0);
+    assert_int_equal(simh_fault(simh_vm(h, 0), "{\"kind\":\"stall\",\"command\":\"device_add\"}"), 0);
+    backend_open(w);
+    for (int i = 0; i < 5; i++)
+        reg(w, names[i], simh_qmp_path(simh_vm(h, i)));
+    wait_connected(w, 5, names);
+    for (int i = 0; i < 5; i++)
+        submit(w, names[i], SV_VERB_ATTACH, "{\"devices\":[\"0009:01:00.0\"]}", &x[i]);
+    run_until(w, others_done, x);
+    /* VM 0's device_add reached QEMU and its reply is still outstanding; the others are done */
+    assert_int_equal(x[0].calls, 0);
+    assert_true(sim_has(simh_vm(h, 0), DEVID));
+    for (int i = 1; i < 5; i++) {
+        assert_int_equal(x[i].last.state, SV_OP_DONE);
+        assert_true(sim_has(simh_vm(h, i), DEVID));
+    }
+    /* and VM 1 takes another request meanwhile */
+    submit(w, "vm1", SV_VERB_DETACH, "{\"devices\":[\"0009:01:00.0\"]}", &x[1]);
+    wait_op(w, &x[1], 2);
+    assert_int_equal(x[1].last.state, SV_OP_DONE);
+    assert_int_equal(x[0].calls, 0);
+    backend_close(w);
+    for (int i = 0; i < 5; i++)
+        opx_fini(&x[i]);
+    simh_stop(h);
+    world_free(w);
+}
+
+/* ---- the desired-state verb ---- */
+
+struct opfinal {
+    struct opx *x;
+    int after;   /* calls before the operation was submitted */
+};
+
+static bool op_final(void *arg)
+{
+    struct opfinal *f = arg;
+    return f->x->calls > f->after && f->x->last.state != SV_OP_PENDING;
+}
+
+static void test_desired_state(void **state)
+{
+    struct world *w = world_new();
+    struct simh *h = NULL;
+    struct opx x = {0};
+    (void)state;
+    /* a device smmuctl did not plug: cold-plugged on rp1a */
+    const char *cold[] = {"-device", "vfio-pci,host=0009:01:00.0,bus=rp1a,id=cold0", NULL};
+    assert_int_equal(simh_start_vms(&h, 1, sim_args(w, cold)), 0);
+    backend_open(w);
+    reg(w, "vm0", simh_qmp_path(h));
+    wait_connected(w, 1, (const char *[]){"vm0"});
+    /* converge: BDF2 is missing */
+    submit(w, "vm0", SV_VERB_DEVICES, "{\"devices\":[{\"host\":\"0009:02:00.0\"}]}", &x);
+    wait_op(w, &x, 1);
+    if (x.last.state != SV_OP_DONE)
+        fail_msg("devices: %s: %s", sv_op_state_name(x.last.state), x.msg);
+    assert_int_equal(json_array_size(json_object_get(x.json, "attach")), 1);
+    assert_true(json_is_null(json_object_get(x.json, "detach")) || !json_object_get(x.json, "detach"));
+    assert_true(sim_has(h, DEVID2));
+    /* the same set again: nothing sent */
+    long n = command_count(h);
+    submit(w, "vm0", SV_VERB_DEVICES, "{\"devices\":[{\"host\":\"0009:02:00.0\"}]}", &x);
+    wait_op(w, &x, 2);
+    assert_int_equal(x.last.state, SV_OP_DONE);
+    assert_int_equal(x.last.exit_code, 0);
+    assert_int_equal(json_array_size(json_object_get(x.json, "attach")), 0);
+    assert_int_equal(command_count(h), n);
+    /* the cold-plugged device listed: it is there, nothing is plugged twice */
+    submit(w, "vm0", SV_VERB_DEVICES, "{\"devices\":[{\"host\":\"0009:02:00.0\"},{\"host\":\"0009:01:00.0\"}]}", &x);
+    wait_op(w, &x, 3);
+    assert_int_equal(x.last.state, SV_OP_DONE);
+    assert_int_equal(command_count(h), n);
+    /* the empty set: BDF2 (smmuctl's) goes, cold0 (not smmuctl's) stays */
+    int before = x.calls;
+    submit(w, "vm0", SV_VERB_DEVICES, "{\"devices\":[]}", &x);
+    run_until(w, op_final, &(struct opfinal){&x, before});
+    if (x.last.state != SV_OP_DONE)
+        fail_msg("devices []: %s: %s", sv_op_state_name(x.last.state), x.msg);
+    assert_false(sim_has(h, DEVID2));
+    assert_true(sim_has(h, "cold0"));
+    assert_int_equal(journal_devices(w, "vm0"), 0);
+    assert_int_equal(count_ev(w, "vm0", "device.detached", DEVID2), 1);
+    /* a bad element: refused, nothing sent */
+    n = command_count(h);
+    int calls = x.calls;
+    submit(w, "vm0", SV_VERB_DEVICES, "{\"devices\":[{\"host\":\"nonsense\"}]}", &x);
+    wait_op(w, &x, calls + 1);
+    assert_int_equal(x.last.state, SV_OP_FAILED);
+    assert_true(x.last.sent_nothing);
+    assert_int_equal(x.last.exit_code, 2);
+    assert_int_equal(command_count(h), n);
+    opx_fini(&x);
+    backend_close(w);
+    simh_stop(h);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registrations_persist),
+        cmocka_unit_test(test_many_vms),
+        cmocka_unit_test(test_cli_told_about_daemon),
+        cmocka_unit_test(test_qemu_killed_mid_attach),
+        cmocka_unit_test(test_backend_restart_recovers),
+        cmocka_unit_test(test_stall_isolated),
+        cmocka_unit_test(test_desired_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
