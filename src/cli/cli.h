@@ -106,5 +106,10 @@ int cmd_detach(struct cli *cli);
 int cmd_status(struct cli *cli);
 int cmd_recover(struct cli *cli);
 int cmd_layout(struct cli *cli);
+int cmd_serve(struct cli *cli);
+/* cmd_serve.c: `serve` has its own option parser (repeatable --qmp/--vm pairs); main() asks first. */
+bool cli_is_serve(int argc, char **argv);
+int cmd_serve_main(int argc, char **argv);
+extern const char cmd_serve_help[];
 
 #endif

@@ -80,6 +80,7 @@ static const struct command commands[] = {
      "  --no-accel        arm-smmuv3 without accel=on (TCG, or no nested-translation host)\n"
      "--json: {\"ok\":true,\"command\":\"layout\",\"vsmmus\":[…],\"qemu\":[…],\"xml\":\"…\",\"warnings\":[…]}.\n"
      "Exit 0, 2 bad input (unknown device, no host SMMU, devices of one SMMU on two NUMA nodes, too many ports).\n"},
+    {"serve", cmd_serve, "serve --listen unix:PATH [--group NAME] [--qmp ADDR --vm NAME]... [--log FILE]", NULL},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -134,7 +135,7 @@ static int command_help(const char *name)
         fprintf(stderr, "smmuctl: unknown command '%s' (see smmuctl --help)\n", name);
         return EXIT_USAGE;
     }
-    printf("Usage: smmuctl [GLOBAL OPTIONS] %s\n\n%s", c->synopsis, c->help);
+    printf("Usage: smmuctl [GLOBAL OPTIONS] %s\n\n%s", c->synopsis, c->help ? c->help : cmd_serve_help);
     return EXIT_DONE;
 }
 
@@ -348,7 +349,7 @@ static int cli_main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    int r = cli_main(argc, argv);
+    int r = cli_is_serve(argc, argv) ? cmd_serve_main(argc, argv) : cli_main(argc, argv);
     /* What was printed must have arrived: a full disk or a closed pipe is a failure, not a silent success. */
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "smmuctl: cannot write to standard output: %s\n", strerror(errno ? errno : EIO));

@@ -1024,8 +1024,6 @@ static void do_vm_put(struct sv_server *s, struct evhttp_request *req, const cha
     }
     info = s->b->ops->vm_info(s->b, vm, false);
     reply_json(s, req, route, t0, created ? 201 : 200, info ? info : json_pack("{s:s}", "name", vm), NULL, NULL);
-    if (created)
-        slog(s, SV_LOG_NOTICE, "vm %s registered (%s)", vm, qmp);
 }
 
 static void do_vm_delete(struct sv_server *s, struct evhttp_request *req, const char *route, double t0,
@@ -1040,7 +1038,6 @@ static void do_vm_delete(struct sv_server *s, struct evhttp_request *req, const 
         return;
     }
     reply_json(s, req, route, t0, 200, json_pack("{s:b,s:s}", "ok", 1, "vm", vm), NULL, NULL);
-    slog(s, SV_LOG_NOTICE, "vm %s unregistered (journal kept)", vm);
 }
 
 static enum sv_verb verb_of(enum sv_route_id id)

@@ -37,7 +37,7 @@ has "/usr/lib*/libsmmuctl.a"
 has "/usr/lib*/pkgconfig/smmuctl.pc"
 has "/usr/lib*/cmake/smmuctl/smmuctlConfig.cmake"
 for f in /usr/share/man/man1/smmuctl.1 /usr/share/man/man8/smmuctl-serve.8 \
-         /usr/share/bash-completion/completions/smmuctl /lib/systemd/system/smmuctl.service; do
+         /usr/share/bash-completion/completions/smmuctl "/*lib/systemd/system/smmuctl.service"; do
     if [[ -e $SRC/dist/${f##*/} || -e $SRC/dist/man/${f##*/} || -e $SRC/dist/bash-completion/${f##*/} ||
           -e $SRC/dist/systemd/${f##*/} ]]; then
         has "$f*"

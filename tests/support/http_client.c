@@ -73,7 +73,10 @@ int htc_send(struct htc *c, const void *data, size_t len)
     while (len) {
         ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            htc_pump(c->base); /* let the server read */
+            if (c->base)
+                htc_pump(c->base); /* let the server read */
+            else
+                poll(&(struct pollfd){ .fd = c->fd, .events = POLLOUT }, 1, 20);
             continue;
         }
         if (n < 0)

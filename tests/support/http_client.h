@@ -18,7 +18,8 @@ struct htc_resp {
     size_t body_len;
 };
 
-/* Connect to the unix socket at path; NULL (errno) on failure. */
+/* Connect to the unix socket at path; NULL (errno) on failure. base may be NULL for a server in another
+ * process (waits then poll the socket). */
 struct htc *htc_connect(struct event_base *base, const char *path);
 void htc_close(struct htc *c);
 /* Write all of data (blocking; test requests are small). */
