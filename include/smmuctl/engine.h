@@ -146,7 +146,8 @@ size_t smmu_vm_queued(const smmu_vm *vm);
  * known (not connected yet, or to be discovered again). Its vSMMUs' bound_smmu are not filled. */
 const struct smmu_topology *smmu_vm_topology(const smmu_vm *vm);
 /* opts.keep_facts: the facts a request would use now (the kept topology completed with sysfs and the journal;
- * free with smmu_facts_free). -EAGAIN when the topology is not known; -ENOMEM. Sends nothing. */
+ * free with smmu_facts_free). -ENOTCONN when the topology is not known (not connected and reconciled yet, or
+ * to be discovered again); -ENOMEM. Sends nothing. */
 int smmu_vm_facts(smmu_vm *vm, struct smmu_facts *out, struct smmu_error *err);
 /* The journal while the handle holds the VM's lock (borrowed), else NULL. */
 smmu_journal *smmu_vm_journal(smmu_vm *vm);

@@ -147,6 +147,10 @@ int smmu_txn_status_start(qmp_client **c, smmu_journal *j, const struct smmu_fac
                           const struct smmu_txn_opts *opts, struct smmu_result *res, smmu_txn_done_fn done,
                           void *payload, smmu_txn **out);
 
+/* The `status` report's "unknown": vfio-pci devices in the VM (topo) that the journal j (may be NULL) does not
+ * hold — attached by hand or by another tool. Pure; new reference. */
+json_t *smmu_status_unknown_json(const struct smmu_topology *topo, smmu_journal *j);
+
 /* DESIGN §5 "Signals". Returns 0 when the cancel took effect, 1 when it was ignored. Attach: send no further step, roll back as on a failure (outcome 1, or 4 if an undo is
  * left). Detach: stop waiting; devices not yet gone stay pending (4). A cancel while rolling back (or a
  * second one) is ignored and reported (res->cancel_ignored). Non-blocking; the callback still runs once. */

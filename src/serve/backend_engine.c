@@ -908,7 +908,7 @@ static void be_devices_step(struct be_op *o)
     if (smmu_vm_facts(v->vm, &f, &e) < 0) {
         /* not ready: a topology request (no QMP: the kept facts) waits for it like any request */
         struct smmu_request rq = {SMMU_REQ_TOPOLOGY, NULL, 0, SMMU_PLAN_OPTS_INIT, 0, false};
-        if (e.code == -EAGAIN && !o->waiting && be_submit_engine(o, &rq, &e) == 0) {
+        if (e.code == -ENOTCONN && !o->waiting && be_submit_engine(o, &rq, &e) == 0) {
             o->waiting = true;
             goto out;
         }
@@ -1137,23 +1137,14 @@ static int be_count_devices(smmu_journal *j, const char *state)
 static json_t *be_status_json(struct be_vm *v)
 {
     smmu_journal *j = smmu_vm_journal(v->vm);
-    json_t *att = json_array(), *pen = json_array(), *unk = json_array(), *d;
+    json_t *att = json_array(), *pen = json_array(), *d;
     const struct smmu_topology *t = smmu_vm_topology(v->vm);
     size_t i;
     json_array_foreach(j ? smmu_journal_devices(j) : NULL, i, d) {
         const char *st = json_string_value(json_object_get(d, "state"));
         json_array_append(st && !strcmp(st, "unplug-pending") ? pen : att, d);
     }
-    for (size_t k = 0; t && k < t->n_vfio; k++) {
-        const struct smmu_vfio_dev *vd = &t->vfio[k];
-        if (vd->id[0] && j && smmu_journal_find_device(j, vd->id))
-            continue;
-        const struct smmu_rootport *p = vd->rootport >= 0 ? &t->ports[vd->rootport] : NULL;
-        const char *vs = p && p->vsmmu >= 0 ? t->vsmmus[p->vsmmu].id : "";
-        json_array_append_new(unk, json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "id", vd->id[0] ? vd->id : vd->path,
-                                             "bdf", vd->host, "port", p ? p->id : "", "vsmmu", vs, "iommufd",
-                                             vd->iommufd, "hotplugged", vd->hotplugged));
-    }
+    json_t *unk = smmu_status_unknown_json(t, j);
     json_t *txn = j ? smmu_journal_txn(j) : NULL;
     json_t *fd = j ? json_object_get(smmu_journal_doc(j), "iommufd") : NULL;
     int code = (txn || json_array_size(pen) > 0) ? SMMU_EXIT_INCOMPLETE : SMMU_EXIT_DONE;

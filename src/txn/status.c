@@ -98,20 +98,25 @@ static void status_rolled_back(struct smmu_txn *t, enum smmu_outcome o)
 
 /* QEMU is the truth: the vfio-pci devices it has that the journal does not know (cold-plugged, plugged by
  * hand or by another tool), so `status` never says "nothing attached" while QEMU holds devices. */
-static json_t *status_unknown(struct smmu_txn *t)
+json_t *smmu_status_unknown_json(const struct smmu_topology *topo, smmu_journal *j)
 {
     json_t *out = json_array();
-    for (size_t i = 0; t->f && i < t->f->topo.n_vfio; i++) {
-        const struct smmu_vfio_dev *d = &t->f->topo.vfio[i];
-        if (d->id[0] && smmu_journal_find_device(t->j, d->id))
+    for (size_t i = 0; topo && i < topo->n_vfio; i++) {
+        const struct smmu_vfio_dev *d = &topo->vfio[i];
+        if (d->id[0] && j && smmu_journal_find_device(j, d->id))
             continue;
-        const struct smmu_rootport *p = d->rootport >= 0 ? &t->f->topo.ports[d->rootport] : NULL;
-        const char *vs = p && p->vsmmu >= 0 ? t->f->topo.vsmmus[p->vsmmu].id : "";
+        const struct smmu_rootport *p = d->rootport >= 0 ? &topo->ports[d->rootport] : NULL;
+        const char *vs = p && p->vsmmu >= 0 ? topo->vsmmus[p->vsmmu].id : "";
         json_array_append_new(out, json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "id", d->id[0] ? d->id : d->path,
                                              "bdf", d->host, "port", p ? p->id : "", "vsmmu", vs, "iommufd",
                                              d->iommufd, "hotplugged", d->hotplugged));
     }
     return out;
+}
+
+static json_t *status_unknown(struct smmu_txn *t)
+{
+    return smmu_status_unknown_json(t->f ? &t->f->topo : NULL, t->j);
 }
 
 static void status_end(struct smmu_txn *t)

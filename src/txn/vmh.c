@@ -125,7 +125,7 @@ int smmu_vm_facts(smmu_vm *vm, struct smmu_facts *out, struct smmu_error *err)
 {
     memset(out, 0, sizeof(*out));
     if (!smmu_vm_topology(vm))
-        return smmu_error_set(err, -EAGAIN, "the VM's topology is not known yet (QEMU %s)",
+        return smmu_error_set(err, -ENOTCONN, "the VM's topology is not known yet (QEMU %s)",
                               smmu_vm_state_name(vm->state));
     return smmu_facts_from_topology(&vm->kt, vm->sysfs, vm->j, out, err);
 }

@@ -57,6 +57,7 @@ struct world {
     struct ev ev[MAX_EV];
     int nev;
     int round_trips, reconnects;
+    int request_timeout_ms;
     struct event *tick; /* wakes the loop now and then, so conditions on a simulator's state are re-checked */
 };
 
@@ -145,6 +146,7 @@ static struct sv_backend *backend_open(struct world *w)
     o.connect_timeout_ms = 60000;
     o.command_timeout_ms = 600000; /* far away: a held reply is a held reply */
     o.txn_reconnect_ms = 200;
+    o.request_timeout_ms = w->request_timeout_ms;
     struct sv_backend *b = sv_backend_engine_new(w->base, &o, &e);
     if (!b)
         fail_msg("sv_backend_engine_new: %s", e.message);
@@ -828,6 +830,16 @@ static bool others_done(void *arg)
     return true;
 }
 
+static void shutdown_done(void *arg)
+{
+    ++*(int *)arg;
+}
+
+static bool int_set(void *arg)
+{
+    return *(int *)arg > 0;
+}
+
 static void test_stall_isolated(void **state)
 {
     struct world *w = world_new();
@@ -857,6 +869,15 @@ static void test_stall_isolated(void **state)
     wait_op(w, &x[1], 2);
     assert_int_equal(x[1].last.state, SV_OP_DONE);
     assert_int_equal(x[0].calls, 0);
+    /* SIGTERM: nothing new starts; the stalled attach is ended at the deadline with its journal kept */
+    struct smmu_error e = SMMU_ERROR_INIT;
+    int quiet = 0;
+    w->b->ops->shutdown(w->b, 50, shutdown_done, &quiet);
+    assert_int_equal(w->b->ops->op_submit(w->b, "vm2", SV_VERB_RECOVER, NULL, 9, op_done, &x[2], &e), -ESHUTDOWN);
+    run_until(w, int_set, &quiet);
+    assert_int_equal(x[0].calls, 1);
+    assert_int_equal(x[0].last.state, SV_OP_INCOMPLETE);
+    assert_true(journal_has_txn(w, "vm0"));
     backend_close(w);
     for (int i = 0; i < 5; i++)
         opx_fini(&x[i]);
@@ -920,6 +941,13 @@ static void test_desired_state(void **state)
     assert_true(sim_has(h, "cold0"));
     assert_int_equal(journal_devices(w, "vm0"), 0);
     assert_int_equal(count_ev(w, "vm0", "device.detached", DEVID2), 1);
+    /* GET /v1/vms/vm0's status (no QMP): the device smmuctl did not plug is "unknown" */
+    json_t *info = w->b->ops->vm_info(w->b, "vm0", true);
+    json_t *unk = json_object_get(json_object_get(info, "status"), "unknown");
+    assert_int_equal(json_array_size(unk), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(unk, 0), "id")), "cold0");
+    assert_int_equal(json_integer_value(json_object_get(info, "attached")), 0);
+    json_decref(info);
     /* a bad element: refused, nothing sent */
     n = command_count(h);
     int calls = x.calls;
@@ -929,6 +957,51 @@ static void test_desired_state(void **state)
     assert_true(x.last.sent_nothing);
     assert_int_equal(x.last.exit_code, 2);
     assert_int_equal(command_count(h), n);
+    opx_fini(&x);
+    backend_close(w);
+    simh_stop(h);
+    world_free(w);
+}
+
+/* ---- an unreachable QEMU: readyz does not wait for it, requests fail 503 at their deadline ---- */
+
+static void test_unreachable(void **state)
+{
+    struct world *w = world_new();
+    struct simh *h = NULL;
+    struct opx x = {0};
+    char link[4300];
+    (void)state;
+    w->request_timeout_ms = 100;
+    snprintf(link, sizeof(link), "%s/vm0.qmp", w->tmp); /* nothing listens there yet */
+    backend_open(w);
+    reg(w, "vm0", link);
+    run_until(w, vm_reached, &(struct vmstate){w, "vm0", SMMU_VM_LOST, 0});
+    assert_true(w->b->ops->ready(w->b)); /* found unreachable */
+    json_t *info = w->b->ops->vm_info(w->b, "vm0", false);
+    assert_string_equal(json_string_value(json_object_get(info, "state")), "disconnected");
+    json_decref(info);
+    struct smmu_error e = SMMU_ERROR_INIT;
+    assert_null(w->b->ops->vm_topology(w->b, "vm0", &e));
+    assert_int_equal(e.code, -ENOTCONN);
+    submit(w, "vm0", SV_VERB_ATTACH, "{\"devices\":[\"0009:01:00.0\"]}", &x);
+    wait_op(w, &x, 1);
+    assert_int_equal(x.last.state, SV_OP_FAILED);
+    assert_true(x.last.unreachable);
+    assert_int_equal(x.last.exit_code, 3);
+    submit(w, "vm0", SV_VERB_DEVICES, "{\"devices\":[{\"host\":\"0009:01:00.0\"}]}", &x);
+    wait_op(w, &x, 2);
+    assert_true(x.last.unreachable);
+    /* QEMU appears: the VM connects; the requests that gave up were never sent */
+    assert_int_equal(simh_start(&h, sim_args(w, NULL)), 0);
+    point(link, simh_qmp_path(h));
+    run_until(w, vm_reached, &(struct vmstate){w, "vm0", SMMU_VM_READY, 1});
+    assert_int_equal(sim_devices(h), 0);
+    submit(w, "vm0", SV_VERB_DEVICES, "{\"devices\":[{\"host\":\"0009:01:00.0\"}]}", &x);
+    wait_op(w, &x, 3);
+    assert_int_equal(x.last.state, SV_OP_DONE);
+    assert_true(sim_has(h, DEVID));
+    assert_int_equal(x.calls, 3);
     opx_fini(&x);
     backend_close(w);
     simh_stop(h);
@@ -945,6 +1018,7 @@ int main(void)
         cmocka_unit_test(test_backend_restart_recovers),
         cmocka_unit_test(test_stall_isolated),
         cmocka_unit_test(test_desired_state),
+        cmocka_unit_test(test_unreachable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
