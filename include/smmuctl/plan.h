@@ -16,6 +16,7 @@
 #include "smmuctl/error.h"
 #include "smmuctl/host.h"
 #include "smmuctl/topology.h"
+#include "smmuctl/xml.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,6 +36,15 @@ struct smmu_plan_opts {
     const char *device_id;          /* --id: only with a single device; NULL = hostdev-<dddd>-<bb>-<ss>.<f> */
     const char *dev_root;           /* --dev root for fd paths; NULL = "/dev" */
     bool require_fit;               /* --require-fit: refuse (-ENOSPC) a device whose port's windows do not fit */
+    /* --domain: the libvirt definition of this VM (borrowed: it must outlive the request, which the engine
+     * copies shallowly). Unless `force`, any disagreement with the topology (smmu_domain_check) refuses the
+     * plan (-EINVAL listing them). A requested device that is a hostdev of the domain takes its ua- alias as
+     * QEMU id (--id still wins), and its guest <address> naming a root port (bus = controller index N → pci.N)
+     * is a placement constraint: honoured, or refused with the reason (not a root port, not in the VM, taken,
+     * behind a vSMMU bound to another host SMMU, behind no vSMMU in a VM that has them). */
+    const struct smmu_domain *domain;
+    const char *domain_file;        /* its name for messages */
+    bool force;                     /* --force: plan despite disagreements (constraints and aliases still apply) */
 };
 #define SMMU_PLAN_OPTS_VERSION 1
 #define SMMU_PLAN_OPTS_INIT {SMMU_PLAN_OPTS_VERSION, false, false, NULL, NULL, NULL, false}
@@ -120,6 +130,22 @@ void smmu_plan_fit_str(const struct smmu_rootport *rp, const struct smmu_fit *f,
 /* The QEMU option that would make a port fit ("pref64-reserve=256G,mem-reserve=16M" — the part to add to the
  * port's -device pcie-root-port) into buf; "" when it fits. */
 void smmu_plan_fit_fix(const struct smmu_fit *f, char *buf, size_t len);
+/* ---- a domain definition against the live VM (src/plan/domain.c) ---- */
+struct smmu_domain_issue {
+    char kind[24];          /* missing-pxb, extra-pxb, bus-nr, numa, missing-root-port, extra-root-port,
+                               root-port-bus, root-port-target, hotplug, missing-vsmmu, extra-vsmmu, vsmmu-bus, accel,
+                               hostdev; notes (not disagreements): machine-smmu, iommu-model */
+    bool note;              /* not a disagreement: something smmuctl cannot check */
+    long line;              /* line in the domain file, 0 when the VM has something the domain lacks */
+    char message[320];
+};
+/* Every disagreement (and note) between domain d and topology t, by libvirt's id rules (DESIGN §9). 0 and
+ * *out (free()) with *n entries (possibly none), or -ENOMEM. */
+int smmu_domain_check(const struct smmu_domain *d, const struct smmu_topology *t, struct smmu_domain_issue **out,
+                      size_t *n, struct smmu_error *err);
+size_t smmu_domain_disagreements(const struct smmu_domain_issue *v, size_t n); /* entries that are not notes */
+/* {"file":…, "agrees":bool, "disagreements":[{"kind","message","line"}…], "notes":[…]}; new reference. */
+json_t *smmu_domain_check_json(const char *file, const struct smmu_domain_issue *v, size_t n);
 
 /* Default device id for a BDF: "hostdev-0009-01-00.0". */
 void smmu_plan_default_id(const char *bdf, char out[SMMU_ID_LEN]);

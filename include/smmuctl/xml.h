@@ -67,6 +67,61 @@ int smmu_xml_hostdevs_file(const char *path, struct smmu_xml_hostdev **out, size
 
 void smmu_xml_hostdevs_free(struct smmu_xml_hostdev *v);
 
+/* ---- a libvirt domain definition (`--domain FILE`, DESIGN §9) ----
+ *
+ * What smmuctl cross-checks against the live VM: the PCI controllers, the <iommu> elements and the hostdevs of
+ * a <domain> (or of a bare <devices>, e.g. `topology --xml` output), with libvirt's id rules applied: controller
+ * index N is QEMU id "pci.N", the K-th <iommu> in document order is "iommuK" (one without <driver pciBus> is the
+ * machine's own SMMUv3 on pcie.0 and still counts), a hostdev keeps a "ua-" alias as its QEMU id. Read as
+ * libvirt reads it (numbers base 0); anything smmuctl would have to guess (a PCI controller without index=, two
+ * with one index) is refused with "<file>:<line>: what". Same safety as the hostdev reader (no DTD, no
+ * entities, no network, 16 MiB), and at most SMMU_DOMAIN_MAX elements of each kind. */
+#define SMMU_DOMAIN_MAX 1024
+
+enum smmu_domain_ctrl_model {
+    SMMU_DOMAIN_PCIE_ROOT,        /* pcie-root (index 0: pcie.0) */
+    SMMU_DOMAIN_PXB,              /* pcie-expander-bus (pxb-pcie) */
+    SMMU_DOMAIN_ROOT_PORT,        /* pcie-root-port */
+    SMMU_DOMAIN_OTHER_PCI,        /* any other model (switches, pci-bridge, pcie-to-pci-bridge, …) */
+};
+
+struct smmu_domain_ctrl {
+    int index;                    /* QEMU id "pci.<index>" (0: pcie.0) */
+    enum smmu_domain_ctrl_model model;
+    char model_name[48];          /* the model= text, for messages */
+    int bus_nr;                   /* pxb <target busNr>, -1 absent */
+    int numa_node;                /* pxb <target><node>, -1 absent */
+    int chassis, port;            /* root port <target chassis port>, -1 absent */
+    int hotplug;                  /* root port <target hotplug>: 1 on, 0 off, -1 absent */
+    bool has_addr;                /* a PCI <address>: bus = the controller index of the bus it sits on */
+    struct smmu_xml_pci_addr addr;
+    long line;
+};
+
+struct smmu_domain_iommu {
+    int k;                        /* position in document order: QEMU id "iommu<k>" */
+    int pci_bus;                  /* <driver pciBus>, -1: none (the machine's SMMUv3 on pcie.0) */
+    int accel;                    /* <driver accel>: 1 on, 0 off, -1 absent */
+    char model[32];
+    long line;
+};
+
+struct smmu_domain {
+    char name[128];               /* <name>, "" when absent or a bare <devices> */
+    struct smmu_domain_ctrl *ctrls;      size_t n_ctrls;     /* type='pci' controllers, document order */
+    struct smmu_domain_iommu *iommus;    size_t n_iommus;
+    struct smmu_xml_hostdev *hostdevs;   size_t n_hostdevs;  /* PCI hostdevs (none is fine here) */
+};
+
+/* Parse a domain from memory / from a file (naming it by path). 0 and *out (smmu_xml_domain_free), or -EINVAL
+ * ("<source>:<line>: what": not well-formed, DOCTYPE, a root other than <domain>/<devices>, a missing or bad
+ * attribute, too many elements), -EFBIG, the read errno, -ENOMEM; *out NULL then. */
+int smmu_xml_domain(const char *xml, size_t len, const char *source_name, struct smmu_domain **out,
+                    struct smmu_error *err);
+int smmu_xml_domain_file(const char *path, struct smmu_domain **out, struct smmu_error *err);
+void smmu_xml_domain_free(struct smmu_domain *d);
+const struct smmu_domain_ctrl *smmu_domain_find_ctrl(const struct smmu_domain *d, int index);
+
 #ifdef __cplusplus
 }
 #endif

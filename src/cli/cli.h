@@ -11,6 +11,7 @@
 #include "smmuctl/journal.h"
 #include "smmuctl/qmp.h"
 #include "smmuctl/txn.h"
+#include "smmuctl/xml.h"
 
 /* Exit codes: a documented contract (README "Exit codes"). */
 enum {
@@ -42,6 +43,7 @@ struct cli {
     bool xml;                /* topology --xml */
     const char *domain_path; /* --domain FILE (topology, plan, attach) */
     bool force;              /* --force: plan/attach despite domain disagreements */
+    struct smmu_domain *domain; /* loaded from domain_path (cli_load_domain) */
     /* command and its arguments */
     const char *command;
     char **args;
@@ -87,6 +89,12 @@ int cli_fail_journal(struct cli *cli, const char *command, const struct smmu_err
  * Errors (unreadable or bad XML, empty list) are printed; returns 0 or an exit code. */
 int cli_devices(struct cli *cli, const char *command, char ***out, size_t *n);
 void cli_devices_free(char **devs);
+
+/* --domain FILE: load it into cli->domain (0, or exit 2 after printing "<file>:<line>: what"). No-op without it. */
+int cli_load_domain(struct cli *cli, const char *command);
+/* The domain against topology t: *ndis disagreements; the lines for people go to `text` (unless --json or text
+ * NULL). Returns the JSON member (smmu_domain_check_json; new reference), NULL without --domain or on OOM. */
+json_t *cli_domain_report(struct cli *cli, const struct smmu_topology *t, FILE *text, size_t *ndis);
 
 /* run.c: run the loop until *flag (set by a library callback) becomes true, or nothing is left to wait for. */
 void cli_run_until(struct cli *cli, const bool *flag);

@@ -47,22 +47,43 @@ int cmd_plan(struct cli *cli)
     opts.device_id = cli->device_id;
     opts.dev_root = cli->dev;
     opts.require_fit = cli->require_fit;
+    opts.domain = cli->domain;
+    opts.domain_file = cli->domain_path;
+    opts.force = cli->force;
+    size_t ndis = 0;
+    json_t *dom = cli_domain_report(cli, &f.topo, NULL, &ndis);
     r = smmu_facts_plan(&f, cli->sysfs, (const char *const *)devs, n, &opts, &plan, &e);
     cli_devices_free(devs);
     if (r < 0) {
+        /* a refusal (a disagreement with --domain among them), or a device that cannot be used: nothing sent */
+        if (ndis)
+            json_decref(cli_domain_report(cli, &f.topo, stderr, &ndis));
         smmu_facts_free(&f);
-        /* a refusal, or a device that cannot be used: nothing was sent */
-        return cli_fail(cli, "plan", r == -ENOMEM ? EXIT_FAILED : EXIT_USAGE, &e, NULL);
+        return cli_fail(cli, "plan", r == -ENOMEM ? EXIT_FAILED : EXIT_USAGE, &e,
+                        dom ? json_pack("{s:o}", "domain", dom) : NULL);
     }
     if (cli->json) {
-        cli_print_json(cli, smmu_plan_reply_json(&f, plan)); /* with the fit warnings */
+        json_t *o = smmu_plan_reply_json(&f, plan); /* with the fit warnings */
+        if (ndis)
+            json_array_append_new(json_object_get(o, "warnings"),
+                                  json_sprintf("--force: %zu disagreement(s) with %s ignored", ndis, cli->domain_path));
+        if (dom)
+            json_object_set(o, "domain", dom);
+        cli_print_json(cli, o);
     } else {
         render_plan(stdout, &f.topo, plan);
+        if (cli->domain) {
+            fputc('\n', stdout);
+            json_decref(cli_domain_report(cli, &f.topo, stdout, &ndis));
+            if (ndis)
+                printf("--force: planned despite %s disagreement%s\n", ndis == 1 ? "this" : "these", ndis == 1 ? "" : "s");
+        }
         fflush(stdout);
         for (size_t i = 0; i < plan->n_placements; i++)
             if (!plan->placements[i].fits)
                 cli_info(cli, "warning: %s", plan->placements[i].fit);
     }
+    json_decref(dom);
     smmu_plan_free(plan);
     smmu_facts_free(&f);
     return EXIT_DONE;

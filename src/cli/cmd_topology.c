@@ -78,17 +78,28 @@ int cmd_topology(struct cli *cli)
         smmu_facts_free(&f);
         return cli_fail(cli, "topology", EXIT_FAILED, &e, NULL);
     }
+    size_t ndis = 0;
+    /* --domain: the report follows the topology (on stderr when stdout is XML); exit 0 either way */
+    json_t *dom = cli_domain_report(cli, &f.topo, NULL, &ndis);
     if (cli->json) {
         json_t *o = smmu_topology_reply_json(&f);
         if (xml)
             json_object_set_new(o, "xml", json_string(xml));
+        if (dom)
+            json_object_set(o, "domain", dom);
         cli_print_json(cli, o);
     } else if (xml) {
         fputs(xml, stdout);
+        json_decref(cli_domain_report(cli, &f.topo, stderr, &ndis));
     } else {
         render_topology(stdout, &f.topo);
+        if (cli->domain) {
+            fputc('\n', stdout);
+            json_decref(cli_domain_report(cli, &f.topo, stdout, &ndis));
+        }
         fflush(stdout);
     }
+    json_decref(dom);
     free(xml);
     smmu_facts_free(&f);
     return EXIT_DONE;

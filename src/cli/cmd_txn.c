@@ -73,11 +73,28 @@ static void txn_cli_done(smmu_vm *vm, const struct smmu_reply *rep, void *payloa
     run->op = NULL;
     switch (rep->stage) {
     case SMMU_STAGE_TXN:
+        if (cli->domain && rep->facts) { /* --force went past disagreements: say so */
+            size_t ndis = 0;
+            json_t *dom = cli_domain_report(cli, &rep->facts->topo, NULL, &ndis);
+            if (ndis)
+                cli_info(cli, "warning: --force: attached despite %zu disagreement(s) with %s", ndis, cli->domain_path);
+            if (dom && rep->result.report)
+                json_object_set(rep->result.report, "domain", dom);
+            json_decref(dom);
+        }
         run->code = txn_finish(cli, command, &rep->result, run->text);
         break;
     case SMMU_STAGE_JOURNAL: /* nothing was sent: a busy VM, a corrupt journal or an unusable state dir */
         run->code = cli_fail_journal(cli, command, &rep->error);
         break;
+    case SMMU_STAGE_PLAN: {
+        /* --domain: list every disagreement (the refusal's message may be cut short) */
+        size_t ndis = 0;
+        json_t *dom = rep->facts ? cli_domain_report(cli, &rep->facts->topo, stderr, &ndis) : NULL;
+        run->code = cli_fail(cli, command, smmu_reply_exit_code(rep), &rep->error,
+                             dom ? json_pack("{s:o}", "domain", dom) : NULL);
+        break;
+    }
     default: /* stopped before the transaction: the exit code by the stage (smmuctl/reply_json.h) */
         run->code = cli_fail(cli, command, smmu_reply_exit_code(rep), &rep->error, NULL);
         break;
@@ -200,6 +217,9 @@ int cmd_attach(struct cli *cli)
     req.plan.device_id = cli->device_id;
     req.plan.dev_root = cli->dev;
     req.plan.require_fit = cli->require_fit;
+    req.plan.domain = cli->domain; /* borrowed: lives until main() returns, after the request */
+    req.plan.domain_file = cli->domain_path;
+    req.plan.force = cli->force;
     req.unplug_timeout_ms = (int)(cli->unplug_timeout_s * 1000 + 0.5);
     r = txn_cli_run(cli, "attach", &req, attach_text);
     cli_devices_free(devs);

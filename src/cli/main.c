@@ -16,7 +16,7 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"topology", cmd_topology, "topology [--xml]",
+    {"topology", cmd_topology, "topology [--xml] [--domain FILE]",
      "Show the VM's vSMMUs (id, accel, pxb-pcie id and bus_nr, NUMA node, bound host SMMU), their root ports\n"
      "(chassis/port, hotplug, occupant id and driver), the root ports behind no vSMMU (anonymous ones marked:\n"
      "smmuctl never uses a port without an id) and the iommufd objects, as discovered from QEMU over QOM.\n"
@@ -28,14 +28,19 @@ static const struct command commands[] = {
      "                 iommuK order, the vfio-pci devices as <hostdev>s (<driver iommufd='yes'/>, alias\n"
      "                 ua-<id>). Ids that are not libvirt's pci.1..pci.M are renumbered, each noted in a\n"
      "                 comment. With --json: an \"xml\" member.\n"
+     "  --domain FILE  check the VM's libvirt domain XML (virsh dumpxml) against it by libvirt's id rules\n"
+     "                 (controller index N = pci.N, K-th <iommu> = iommuK, ua- aliases) and list every\n"
+     "                 disagreement (pxb busNr/NUMA, root ports' bus/chassis/port, <iommu> pciBus/accel, missing\n"
+     "                 or extra devices, hostdevs) with its line; --json: a \"domain\" member. Exit 0 either way.\n"
      "Exit 0, or 3 when QEMU cannot be reached or read.\n"},
-    {"plan", cmd_plan, "plan DEV... [--fd-pass] [--iommufd ID] [--id ID] [--allow-mismatch] [--require-fit]",
+    {"plan", cmd_plan, "plan DEV... [--fd-pass] [--iommufd ID] [--id ID] [--allow-mismatch] [--require-fit] [--domain FILE [--force]]",
      "Show where each device would go (host SMMU, chosen vSMMU, root port, and why) and the exact QMP\n"
      "commands attach would send, in order, as compact JSON (getfd steps name the file passed). Changes\n"
      "nothing. DEV is a PCI address or @FILE (libvirt <hostdev> XML); host facts are read under --sysfs and\n"
-     "fd paths under --dev. The options mean what they mean for attach. --json: docs/plan-json.md.\n"
+     "fd paths under --dev. The options mean what they mean for attach (--domain disagreements are listed and\n"
+     "refuse the plan unless --force). --json: docs/plan-json.md.\n"
      "Exit 0 planned, 2 bad input or refused (the planner's reason), 3 QEMU unreachable or unreadable.\n"},
-    {"attach", cmd_attach, "attach DEV... [--fd-pass] [--iommufd ID] [--id ID] [--allow-mismatch] [--require-fit]",
+    {"attach", cmd_attach, "attach DEV... [--fd-pass] [--iommufd ID] [--id ID] [--allow-mismatch] [--require-fit] [--domain FILE [--force]]",
      "Plug host PCI devices (bound to vfio-pci) into the VM as one transaction: the iommufd object if missing\n"
      "(reused if present), then one device_add vfio-pci per device on a free root port behind the vSMMU that\n"
      "mirrors the device's host SMMU. Any failure undoes every completed step (exit 1, QEMU as before).\n"
@@ -44,6 +49,12 @@ static const struct command commands[] = {
      "  --iommufd ID      the iommufd object to use or create (default iommufd0)\n"
      "  --id ID           QEMU id for the device (one device only; default hostdev-dddd-bb-ss.f)\n"
      "  --allow-mismatch  allow a device behind a NON-accel vSMMU bound to another host SMMU\n"
+     "  --domain FILE     the VM's libvirt domain XML: any disagreement with the live VM (see help topology)\n"
+     "                    refuses the attach (exit 2, nothing sent, every one listed); a device that is one of\n"
+     "                    its hostdevs takes its <alias name='ua-…'/> as QEMU id and goes to the root port its\n"
+     "                    guest <address bus='0xN'/> names (pci.N), or is refused with the reason when that\n"
+     "                    breaks the SMMU rules (no vSMMU there, a vSMMU bound to another host SMMU, taken)\n"
+     "  --force           attach despite --domain disagreements (the aliases and guest addresses still apply)\n"
      "  --require-fit     refuse (exit 2, nothing sent) a device when no free root port behind its vSMMU has\n"
      "                    reserved windows (pref64-reserve, mem-reserve) that fit its BARs; without it such a\n"
      "                    device goes on the lowest free port with a warning (stderr; --json \"warnings\")\n"
@@ -107,6 +118,8 @@ static void usage(FILE *f)
             "      --json            print exactly one JSON object on stdout (also on failure)\n"
             "      --unplug-timeout SEC, --no-wait, --fd-pass, --iommufd ID, --id ID, --allow-mismatch:\n"
             "                        command options, see smmuctl help attach / help detach\n"
+            "      --xml, --domain FILE, --force: libvirt XML out and the domain cross-check, see\n"
+            "                        smmuctl help topology / help attach\n"
             "      --record FILE     append the whole QMP exchange to FILE (qmp-fixtures format)\n"
             "  -v, --verbose         more diagnostics on stderr;  --quiet  fewer\n"
             "  -h, --help            this help (smmuctl help COMMAND for one command)\n"
@@ -321,8 +334,6 @@ static int cli_main(int argc, char **argv)
         if ((r = check_option_scope(&cli, seen[i].opt, nm)) != 0)
             return r;
     }
-    if (cli.domain_path || cli.force)
-        return cli_usage_error(&cli, cli.command, "--domain and --force are not implemented yet");
     if (cli.qmp_addr && *cli.qmp_addr) { /* a malformed address is a usage error with the parser's reason */
         struct qmp_addr a;
         struct smmu_error e = SMMU_ERROR_INIT;
@@ -339,7 +350,10 @@ static int cli_main(int argc, char **argv)
         fprintf(stderr, "smmuctl: cannot create the event loop\n");
         return EXIT_FAILED;
     }
-    r = c->run(&cli);
+    r = cli_load_domain(&cli, cli.command);
+    if (r == 0)
+        r = c->run(&cli);
+    smmu_xml_domain_free(cli.domain);
     cli_disconnect(&cli);
     event_base_free(cli.base);
     if (cli.record)

@@ -183,6 +183,17 @@ static void place_fit(const struct plan_ctx *c, const struct smmu_host_dev *dev,
              v >= 0 ? place_vsmmu_name(&c->topo->vsmmus[v]) : "", what, fix);
 }
 
+/* Unbound vSMMU v becomes bound to dev's host SMMU by this request (later devices follow it; the caller
+ * journals the new binding). */
+static void place_bind_new(struct plan_ctx *c, size_t v, const struct smmu_host_dev *dev)
+{
+    struct smmu_binding *b = &c->new_bindings[c->n_new_bindings++];
+    snprintf(c->bound[v], sizeof(c->bound[v]), "%s", dev->smmu);
+    snprintf(c->bound_why[v], sizeof(c->bound_why[v]), "by %s in this request", dev->bdf);
+    snprintf(b->vsmmu_id, sizeof(b->vsmmu_id), "%s", c->topo->vsmmus[v].id);
+    snprintf(b->host_smmu, sizeof(b->host_smmu), "%s", dev->smmu);
+}
+
 static void place_fill(struct plan_ctx *c, const struct smmu_host_dev *dev, int v, int port,
                        struct smmu_placement *pl)
 {
@@ -342,11 +353,7 @@ static int place_one(struct plan_ctx *c, const struct smmu_host_dev *dev, struct
                      full_bound, smmu, reason);
         else
             memcpy(pl->reason, reason, sizeof(reason));
-        snprintf(c->bound[pick], sizeof(c->bound[pick]), "%s", smmu);
-        snprintf(c->bound_why[pick], sizeof(c->bound_why[pick]), "by %s in this request", dev->bdf);
-        struct smmu_binding *b = &c->new_bindings[c->n_new_bindings++];
-        snprintf(b->vsmmu_id, sizeof(b->vsmmu_id), "%s", t->vsmmus[pick].id);
-        snprintf(b->host_smmu, sizeof(b->host_smmu), "%s", smmu);
+        place_bind_new(c, (size_t)pick, dev);
         return 0;
     }
 
@@ -368,4 +375,74 @@ static int place_one(struct plan_ctx *c, const struct smmu_host_dev *dev, struct
         }
     }
     return place_refuse(c, dev, err);
+}
+
+/* A device whose port is fixed (a domain hostdev's guest address): take it if it keeps the SMMU rules of
+ * DESIGN §4 — the port is free and hot-pluggable, and behind the vSMMU bound to the device's host SMMU, or an
+ * unbound one (bound from now on), or (--allow-mismatch) a non-accel one bound elsewhere. Else -EINVAL saying
+ * which rule it breaks. `why` names the constraint's source for messages. */
+static int place_port(struct plan_ctx *c, const struct smmu_host_dev *dev, int port, const char *why,
+                      struct smmu_placement *pl, struct smmu_error *err);
+
+int plan_place_port(struct plan_ctx *c, const struct smmu_host_dev *dev, int port, const char *why,
+                    struct smmu_placement *pl, struct smmu_error *err)
+{
+    int rc = place_port(c, dev, port, why, pl, err);
+    if (rc == 0 && c->require_fit && !pl->fits)
+        return smmu_error_set(err, -ENOSPC, "--require-fit: %s", pl->fit);
+    return rc;
+}
+
+static int place_port(struct plan_ctx *c, const struct smmu_host_dev *dev, int port, const char *why,
+                      struct smmu_placement *pl, struct smmu_error *err)
+{
+    const struct smmu_topology *t = c->topo;
+    const struct smmu_rootport *rp = &t->ports[port];
+    const char *smmu = dev->smmu;
+    int v = rp->vsmmu;
+
+    memset(pl, 0, sizeof(*pl));
+    if (!rp->hotplug)
+        return smmu_error_set(err, -EINVAL, "%s: %s names root port %s, which is not hot-pluggable", dev->bdf, why,
+                              rp->id);
+    if (!place_port_usable(c, (size_t)port))
+        return smmu_error_set(err, -EINVAL, "%s: %s names root port %s, which is not free (%s)", dev->bdf, why, rp->id,
+                              rp->occupant_id[0] ? rp->occupant_id : c->taken[port] ? "taken by another device of "
+                              "this request" : "occupied or booked by another transaction");
+    if (t->n_vsmmus == 0) {
+        place_fill(c, dev, -1, port, pl);
+        snprintf(pl->reason, sizeof(pl->reason), "%s (the VM has no vSMMU)", why);
+        return 0;
+    }
+    if (v < 0 || (size_t)v >= t->n_vsmmus)
+        return smmu_error_set(err, -EINVAL, "%s (host SMMU %s): %s names root port %s, which sits behind no vSMMU: "
+                              "the device would bypass the vSMMU that must mirror its host SMMU", dev->bdf, smmu, why,
+                              rp->id);
+    if (!strcmp(c->bound[v], smmu)) {
+        place_fill(c, dev, v, port, pl);
+        snprintf(pl->reason, sizeof(pl->reason), "%s; vSMMU %s already bound to %s %s", why,
+                 place_vsmmu_name(&t->vsmmus[v]), smmu, c->bound_why[v]);
+        return 0;
+    }
+    if (!c->bound[v][0]) {
+        place_fill(c, dev, v, port, pl);
+        snprintf(pl->reason, sizeof(pl->reason), "%s; unbound vSMMU %s, now bound to %s", why,
+                 place_vsmmu_name(&t->vsmmus[v]), smmu);
+        place_bind_new(c, (size_t)v, dev);
+        return 0;
+    }
+    if (t->vsmmus[v].accel)
+        return smmu_error_set(err, -EINVAL, "%s (host SMMU %s): %s names root port %s, behind accel vSMMU %s bound to %s "
+                              "%s: an accel vSMMU takes only devices of its own host SMMU (--allow-mismatch does not "
+                              "apply)", dev->bdf, smmu, why, rp->id, place_vsmmu_name(&t->vsmmus[v]), c->bound[v],
+                              c->bound_why[v]);
+    if (!c->allow_mismatch)
+        return smmu_error_set(err, -EINVAL, "%s (host SMMU %s): %s names root port %s, behind vSMMU %s bound to %s %s "
+                              "(--allow-mismatch would allow it: the vSMMU is not accel)", dev->bdf, smmu, why, rp->id,
+                              place_vsmmu_name(&t->vsmmus[v]), c->bound[v], c->bound_why[v]);
+    place_fill(c, dev, v, port, pl);
+    pl->mismatch = true;
+    snprintf(pl->reason, sizeof(pl->reason), "%s; --allow-mismatch: vSMMU %s is bound to %s, not %s", why,
+             place_vsmmu_name(&t->vsmmus[v]), c->bound[v], smmu);
+    return 0;
 }

@@ -99,6 +99,85 @@ static int plan_check_device(const struct smmu_topology *t, const struct smmu_ho
     return 0;
 }
 
+/* The domain's hostdev for bdf, or NULL. */
+static const struct smmu_xml_hostdev *plan_domain_hostdev(const struct smmu_plan_opts *opts, const char *bdf)
+{
+    for (size_t i = 0; opts->domain && i < opts->domain->n_hostdevs; i++)
+        if (!strcasecmp(opts->domain->hostdevs[i].bdf, bdf))
+            return &opts->domain->hostdevs[i];
+    return NULL;
+}
+
+/* The root port a domain hostdev's guest address names (t->ports index), -1 when it names none (no address),
+ * or <-1 (err set) when it cannot be one: not a root port of the domain, or not in the VM. */
+static int plan_domain_port(const struct smmu_topology *t, const struct smmu_plan_opts *opts, const char *bdf,
+                            char *why, size_t why_len, struct smmu_error *err)
+{
+    const struct smmu_xml_hostdev *h = plan_domain_hostdev(opts, bdf);
+    const char *file = opts->domain_file ? opts->domain_file : "the domain";
+    const struct smmu_domain_ctrl *k;
+    char id[32];
+    int p;
+    if (!h || !h->has_guest_addr)
+        return -1;
+    unsigned bus = h->guest_addr.bus;
+    snprintf(why, why_len, "the guest address in %s line %ld (bus 0x%02x: root port pci.%u)", file, h->line, bus, bus);
+    if (bus == 0)
+        return smmu_error_set(err, -EINVAL, "%s: the guest address in %s line %ld is on bus 0x00, pcie.0 itself: a "
+                              "device is hot-plugged into a root port (bus = the root port's controller index)",
+                              bdf, file, h->line);
+    if (h->guest_addr.slot || h->guest_addr.function || h->guest_addr.domain)
+        return smmu_error_set(err, -EINVAL, "%s: the guest address in %s line %ld is slot 0x%02x function %u on bus "
+                              "0x%02x: a root port has only slot 0 function 0", bdf, file, h->line, h->guest_addr.slot,
+                              h->guest_addr.function, bus);
+    k = smmu_domain_find_ctrl(opts->domain, (int)bus);
+    if (!k)
+        return smmu_error_set(err, -EINVAL, "%s: the guest address in %s line %ld names bus 0x%02x, but the domain has "
+                              "no controller with index %u", bdf, file, h->line, bus, bus);
+    if (k->model != SMMU_DOMAIN_ROOT_PORT)
+        return smmu_error_set(err, -EINVAL, "%s: the guest address in %s line %ld names controller index %u, a %s (line "
+                              "%ld), not a pcie-root-port: devices are hot-plugged into root ports only", bdf, file,
+                              h->line, bus, k->model_name, k->line);
+    snprintf(id, sizeof(id), "pci.%u", bus);
+    if ((p = smmu_topology_find_port(t, id)) < 0)
+        return smmu_error_set(err, -EINVAL, "%s: the guest address in %s line %ld names root port %s, which the VM "
+                              "does not have", bdf, file, h->line, id);
+    return p;
+}
+
+/* Unless --force, every disagreement of the domain with the VM refuses the plan, all of them listed. */
+static int plan_domain_agrees(const struct smmu_topology *t, const struct smmu_plan_opts *opts, struct smmu_error *err)
+{
+    struct smmu_domain_issue *v = NULL;
+    size_t n = 0, nd, len;
+    char msg[sizeof(err->message)];
+    int rc;
+    if (!opts->domain || opts->force)
+        return 0;
+    if ((rc = smmu_domain_check(opts->domain, t, &v, &n, err)) < 0)
+        return rc;
+    if (!(nd = smmu_domain_disagreements(v, n))) {
+        free(v);
+        return 0;
+    }
+    len = (size_t)snprintf(msg, sizeof(msg), "%s disagrees with the live VM (%zu): ",
+                           opts->domain_file ? opts->domain_file : "the domain", nd);
+    for (size_t i = 0, k = 0; i < n && len < sizeof(msg); i++) {
+        if (v[i].note)
+            continue;
+        k++;
+        if (v[i].line > 0)
+            len += (size_t)snprintf(msg + len, sizeof(msg) - len, "%s%zu) line %ld: %s", k > 1 ? "; " : "", k,
+                                    v[i].line, v[i].message);
+        else
+            len += (size_t)snprintf(msg + len, sizeof(msg) - len, "%s%zu) %s", k > 1 ? "; " : "", k, v[i].message);
+    }
+    free(v);
+    if (len < sizeof(msg))
+        snprintf(msg + len, sizeof(msg) - len, "; --force to go on anyway");
+    return smmu_error_set(err, -EINVAL, "%s", msg);
+}
+
 /* Device ids: --id (checked for syntax up front) or the default; not in use in the VM. */
 static int plan_device_ids(const struct smmu_topology *t, struct smmu_plan *p, const struct smmu_plan_opts *opts,
                            struct smmu_error *err)
@@ -106,8 +185,15 @@ static int plan_device_ids(const struct smmu_topology *t, struct smmu_plan *p, c
     for (size_t i = 0; i < p->n_placements; i++) {
         struct smmu_placement *pl = &p->placements[i];
         const char *owner;
+        const struct smmu_xml_hostdev *h = plan_domain_hostdev(opts, pl->bdf);
         if (opts->device_id) {
             snprintf(pl->device_id, sizeof(pl->device_id), "%s", opts->device_id);
+        } else if (h && h->alias[0]) {
+            size_t max = opts->fd_pass ? SMMU_ID_LEN - 1 - strlen("-cdev") : SMMU_ID_LEN - 1;
+            if (!plan_id_valid(h->alias, max))
+                return smmu_error_set(err, -EINVAL, "%s: alias %s (%s line %ld) is not a valid QEMU id", pl->bdf,
+                                      h->alias, opts->domain_file ? opts->domain_file : "domain", h->line);
+            snprintf(pl->device_id, sizeof(pl->device_id), "%s", h->alias);
         } else {
             smmu_plan_default_id(pl->bdf, pl->device_id);
         }
@@ -178,6 +264,9 @@ int smmu_plan_attach(const struct smmu_topology *topo,
             return rc;
     }
 
+    rc = plan_domain_agrees(topo, opts, err);
+    if (rc < 0)
+        return rc;
     rc = plan_ctx_init(&ctx, topo, opts->allow_mismatch, host_of_vfio, n_host_of_vfio, bindings, n_bindings,
                        booked, n_booked, err);
     if (rc < 0)
@@ -188,11 +277,23 @@ int smmu_plan_attach(const struct smmu_topology *topo,
         rc = smmu_error_set(err, -ENOMEM, "planner: out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < n; i++) {
-        rc = plan_place_one(&ctx, &hosts[i], &p->placements[i], err);
-        if (rc < 0)
-            goto fail;
-        p->n_placements++;
+    /* devices whose port the domain fixes first, so that no free choice takes their port */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < n; i++) {
+            char why[256];
+            int port = opts->domain ? plan_domain_port(topo, opts, hosts[i].bdf, why, sizeof(why), err) : -1;
+            if (port < -1) {
+                rc = port;
+                goto fail;
+            }
+            if ((port >= 0) != (pass == 0))
+                continue;
+            rc = port >= 0 ? plan_place_port(&ctx, &hosts[i], port, why, &p->placements[i], err)
+                           : plan_place_one(&ctx, &hosts[i], &p->placements[i], err);
+            if (rc < 0)
+                goto fail;
+            p->n_placements++;
+        }
     }
     rc = plan_device_ids(topo, p, opts, err);
     if (rc < 0)

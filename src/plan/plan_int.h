@@ -36,6 +36,10 @@ void plan_ctx_fini(struct plan_ctx *c);
 int plan_place_one(struct plan_ctx *c, const struct smmu_host_dev *dev, struct smmu_placement *pl,
                    struct smmu_error *err);
 
+/* Place a device on a given port (t->ports index) if the SMMU rules allow it; -EINVAL with the reason. */
+int plan_place_port(struct plan_ctx *c, const struct smmu_host_dev *dev, int port, const char *why,
+                    struct smmu_placement *pl, struct smmu_error *err);
+
 /* Build p->steps from p->placements / p->iommufd_id / p->creates_iommufd (DESIGN §5). hosts are the
  * devices' facts in placement order (for the cdev name). */
 int plan_build_steps(struct smmu_plan *p, const struct smmu_host_dev *hosts, const struct smmu_plan_opts *opts,

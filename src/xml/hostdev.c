@@ -18,17 +18,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#define XML_FILE_MAX (16u << 20)
-
-struct xml_walk {
-    const char *src;
-    struct smmu_xml_hostdev *v;
-    size_t n, cap;
-    enum smmu_xml_iommufd domain_iommufd;
-    struct smmu_error *err;
-};
-
-static int __attribute__((format(printf, 3, 4))) xml_fail(struct xml_walk *w, xmlNodePtr node, const char *fmt, ...)
+int xml_fail(struct xml_walk *w, xmlNodePtr node, const char *fmt, ...)
 {
     char msg[768];
     va_list ap;
@@ -38,12 +28,12 @@ static int __attribute__((format(printf, 3, 4))) xml_fail(struct xml_walk *w, xm
     return smmu_error_set(w->err, -EINVAL, "%s:%ld: %s", w->src, node ? xmlGetLineNo(node) : 0L, msg);
 }
 
-static bool xml_is(xmlNodePtr n, const char *name)
+bool xml_is(xmlNodePtr n, const char *name)
 {
     return n && n->type == XML_ELEMENT_NODE && !n->ns && strcmp((const char *)n->name, name) == 0;
 }
 
-static xmlNodePtr xml_child(xmlNodePtr parent, const char *name)
+xmlNodePtr xml_child(xmlNodePtr parent, const char *name)
 {
     for (xmlNodePtr c = parent->children; c; c = c->next)
         if (xml_is(c, name))
@@ -52,7 +42,7 @@ static xmlNodePtr xml_child(xmlNodePtr parent, const char *name)
 }
 
 /* Attribute value into buf (truncated to fit); false when absent. */
-static bool xml_attr(xmlNodePtr n, const char *name, char *buf, size_t size)
+bool xml_attr(xmlNodePtr n, const char *name, char *buf, size_t size)
 {
     xmlChar *v = xmlGetNoNsProp(n, (const xmlChar *)name);
     if (!v)
@@ -63,7 +53,7 @@ static bool xml_attr(xmlNodePtr n, const char *name, char *buf, size_t size)
 }
 
 /* yes/no attribute: 1 yes, 0 no, -1 absent; -EINVAL (err set) otherwise. */
-static int xml_yesno(struct xml_walk *w, xmlNodePtr n, const char *attr)
+int xml_yesno(struct xml_walk *w, xmlNodePtr n, const char *attr)
 {
     char v[64];
     if (!xml_attr(n, attr, v, sizeof(v)))
@@ -76,7 +66,7 @@ static int xml_yesno(struct xml_walk *w, xmlNodePtr n, const char *attr)
 }
 
 /* libvirt's virStrToLong_uip(s, NULL, 0, …): 0x… hex, 0… octal, else decimal; no sign, no blanks. */
-static int xml_number(const char *s, unsigned long *out)
+int xml_number(const char *s, unsigned long *out)
 {
     char *end;
     if (!isdigit((unsigned char)s[0]))
@@ -92,7 +82,7 @@ static int xml_number(const char *s, unsigned long *out)
 
 /* A PCI address element. strict: every part required (the host device); else missing parts are 0, as
  * libvirt does for guest addresses. */
-static int xml_pci_addr(struct xml_walk *w, xmlNodePtr n, const char *what, bool strict,
+int xml_pci_addr(struct xml_walk *w, xmlNodePtr n, const char *what, bool strict,
                         struct smmu_xml_pci_addr *a)
 {
     static const struct { const char *name; unsigned max; size_t off; } parts[] = {
@@ -134,7 +124,7 @@ static bool xml_is_qemu_id(const char *s)
     return true;
 }
 
-static int xml_one_hostdev(struct xml_walk *w, xmlNodePtr hd)
+int xml_one_hostdev(struct xml_walk *w, xmlNodePtr hd)
 {
     struct smmu_xml_hostdev h;
     struct smmu_xml_pci_addr a;
@@ -273,7 +263,7 @@ int smmu_xml_hostdevs(const char *xml, size_t len, const char *source_name, stru
     return 0;
 }
 
-int smmu_xml_hostdevs_file(const char *path, struct smmu_xml_hostdev **out, size_t *n, struct smmu_error *err)
+int xml_read_file(const char *path, const char *what, char **out, size_t *len, struct smmu_error *err)
 {
     struct stat st;
     size_t got = 0;
@@ -281,7 +271,7 @@ int smmu_xml_hostdevs_file(const char *path, struct smmu_xml_hostdev **out, size
     int fd, r;
 
     *out = NULL;
-    *n = 0;
+    *len = 0;
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return smmu_error_set(err, -errno, "%s: cannot read: %s", path, strerror(errno));
     if (fstat(fd, &st) < 0) {
@@ -296,7 +286,7 @@ int smmu_xml_hostdevs_file(const char *path, struct smmu_xml_hostdev **out, size
     }
     if ((size_t)st.st_size > XML_FILE_MAX) {
         close(fd);
-        return smmu_error_set(err, -EFBIG, "%s: too large for a hostdev XML file (%lld bytes, max %u)", path,
+        return smmu_error_set(err, -EFBIG, "%s: too large for a %s (%lld bytes, max %u)", path, what,
                               (long long)st.st_size, XML_FILE_MAX);
     }
     if (!(buf = malloc((size_t)st.st_size + 1))) {
@@ -318,7 +308,22 @@ int smmu_xml_hostdevs_file(const char *path, struct smmu_xml_hostdev **out, size
         got += (size_t)k;
     }
     close(fd);
-    r = smmu_xml_hostdevs(buf, got, path, out, n, err);
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+int smmu_xml_hostdevs_file(const char *path, struct smmu_xml_hostdev **out, size_t *n, struct smmu_error *err)
+{
+    char *buf;
+    size_t len;
+    int r;
+
+    *out = NULL;
+    *n = 0;
+    if ((r = xml_read_file(path, "hostdev XML file", &buf, &len, err)) < 0)
+        return r;
+    r = smmu_xml_hostdevs(buf, len, path, out, n, err);
     free(buf);
     return r;
 }
