@@ -531,7 +531,7 @@ static void on_op_done(void *arg, uint64_t h, const struct sv_op_result *r)
     }
     result = r->json ? json_incref((json_t *)r->json) : r->error ? sv_error_body(r->error) : NULL;
     sv_op_set_status(op, status_of_result(r));
-    if (ended) {
+    if (ended && f->verb != SV_VERB_PLAN) { /* a plan changes nothing: not a transaction */
         sv_metrics_transaction(s->metrics, sv_verb_name(f->verb), sv_op_state_name(r->state));
         if (r->state == SV_OP_ROLLED_BACK)
             sv_metrics_rollback(s->metrics);
