@@ -1136,9 +1136,9 @@ static int be_count_devices(smmu_journal *j, const char *state)
 /* `status --json` from what the daemon knows (journal and kept facts): nothing sent to QEMU. */
 static json_t *be_status_json(struct be_vm *v)
 {
-    smmu_journal *j = smmu_vm_journal(v->vm);
+    smmu_journal *j = v->vm ? smmu_vm_journal(v->vm) : NULL;
     json_t *att = json_array(), *pen = json_array(), *d;
-    const struct smmu_topology *t = smmu_vm_topology(v->vm);
+    const struct smmu_topology *t = v->vm ? smmu_vm_topology(v->vm) : NULL;
     size_t i;
     json_array_foreach(j ? smmu_journal_devices(j) : NULL, i, d) {
         const char *st = json_string_value(json_object_get(d, "state"));
@@ -1159,8 +1159,8 @@ static json_t *be_vm_info(struct sv_backend *sb, const char *vm, bool with_statu
     struct be_vm *v = be_find(b, vm);
     if (!v)
         return NULL;
-    const struct smmu_topology *t = smmu_vm_topology(v->vm);
-    smmu_journal *j = smmu_vm_journal(v->vm);
+    const struct smmu_topology *t = v->vm ? smmu_vm_topology(v->vm) : NULL; /* NULL after shutdown */
+    smmu_journal *j = v->vm ? smmu_vm_journal(v->vm) : NULL;
     json_t *q = t ? json_sprintf("%d.%d.%d", t->qemu_major, t->qemu_minor, t->qemu_micro) : json_null();
     json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:i,s:i,s:b}", "name", v->name, "qmp", v->qmp, "state",
                           sv_vm_state_name(v->sv_state), "qemu", q, "attached", be_count_devices(j, "attached"),
@@ -1186,6 +1186,10 @@ static json_t *be_vm_topology(struct sv_backend *sb, const char *vm, struct smmu
     struct smmu_facts f;
     if (!v) {
         smmu_error_set(err, -ENOENT, "no VM %s", vm);
+        return NULL;
+    }
+    if (!v->vm) {
+        smmu_error_set(err, -ESHUTDOWN, "the daemon is shutting down");
         return NULL;
     }
     if (smmu_vm_facts(v->vm, &f, err) < 0)

@@ -344,7 +344,8 @@ out:
 /* A new client: observe its calls and DEVICE_DELETED; what was kept is discovered again. */
 static void vm_hook_client(smmu_vm *vm, qmp_client *c)
 {
-    qmp_client_observe(c, vm_observe, vm);
+    if (vm->o.keep_facts || vm->o.on_call)
+        qmp_client_observe(c, vm_observe, vm); /* the CLI's handle observes nothing */
     if (vm->o.keep_facts) {
         vm_forget_topology(vm);
         qmp_subscribe(c, "DEVICE_DELETED", NULL, vm_dev_deleted, vm, NULL);
@@ -513,12 +514,26 @@ static void vm_txn_reconnected(int err, qmp_client *n, const struct smmu_error *
     vm->rc = NULL;
     vm->rc_for_txn = false;
     if (err == 0) {
+        /* Whose journal is it (DESIGN §5): a QEMU restarted meanwhile is not this transaction's — nothing of it
+         * is undone there. The transaction ends with its journal kept; the handle reconnects and voids it. */
+        struct qmp_peer peer;
+        char why[512];
+        if (qmp_client_peer(n, &peer) == 0 &&
+            smmu_journal_owner_check(vm->j, vm->canon, &peer, why, sizeof(why)) == SMMU_OWNER_RESTARTED) {
+            vm_log(vm, 1, "%s: the interrupted transaction is left to the next connect", why);
+            qmp_client_free(n);
+            err = smmu_error_set(&my, -ECONNRESET, "%s", why);
+            e = &my;
+        }
+    }
+    if (err == 0) {
         vm->c = n;
         vm_hook_client(vm, n);
         vm_set_state(vm, SMMU_VM_READY);
         qmp_client_on_state(n, vm_state_cb, vm);
     } else {
-        smmu_error_copy(&my, e);
+        if (e != &my)
+            smmu_error_copy(&my, e);
         vm_closed_client(vm);
     }
     done(err, err < 0 ? &my : NULL, vm->txn_arg);

@@ -58,6 +58,7 @@ struct world {
     int nev;
     int round_trips, reconnects;
     int request_timeout_ms;
+    int txn_reconnect_ms;
     struct event *tick; /* wakes the loop now and then, so conditions on a simulator's state are re-checked */
 };
 
@@ -145,7 +146,7 @@ static struct sv_backend *backend_open(struct world *w)
     o.server = w->api;
     o.connect_timeout_ms = 60000;
     o.command_timeout_ms = 600000; /* far away: a held reply is a held reply */
-    o.txn_reconnect_ms = 200;
+    o.txn_reconnect_ms = w->txn_reconnect_ms ? w->txn_reconnect_ms : 200;
     o.request_timeout_ms = w->request_timeout_ms;
     struct sv_backend *b = sv_backend_engine_new(w->base, &o, &e);
     if (!b)
@@ -783,6 +784,46 @@ static void test_qemu_killed_mid_attach(void **state)
     world_free(w);
 }
 
+/* QEMU restarts while the transaction is still trying to reach it again: the new QEMU is not the
+ * transaction's (DESIGN §5 "Whose journal is it"), nothing is undone there; the VM's connect voids it. */
+static void test_qemu_restarted_during_txn_reconnect(void **state)
+{
+    struct world *w = world_new();
+    struct simh *h = NULL, *h2 = NULL;
+    struct opx att = {0};
+    char link[4300];
+    (void)state;
+    w->txn_reconnect_ms = 600000; /* the transaction would keep trying: it is the peer check that ends it */
+    const char *stall[] = {"--fault", "{\"kind\":\"stall\",\"command\":\"device_add\",\"arg\":{\"id\":\"hostdev-0009-02-00.0\"}}",
+                           NULL};
+    assert_int_equal(simh_start(&h, sim_args(w, stall)), 0);
+    snprintf(link, sizeof(link), "%s/vm0.qmp", w->tmp);
+    point(link, simh_qmp_path(h));
+    backend_open(w);
+    reg(w, "vm0", link);
+    wait_connected(w, 1, (const char *[]){"vm0"});
+    submit(w, "vm0", SV_VERB_ATTACH, "{\"devices\":[\"0009:01:00.0\",\"0009:02:00.0\"]}", &att);
+    run_until(w, sim_has_cond, &(struct simwait){h, DEVID2});
+    /* the new QEMU listens before the old one dies: the transaction's first reconnect reaches it */
+    assert_int_equal(simh_start(&h2, sim_args(w, NULL)), 0);
+    point(link, simh_qmp_path(h2));
+    kill(simh_pid(h), SIGKILL);
+    wait_op(w, &att, 1);
+    if (att.last.state != SV_OP_INCOMPLETE)
+        fail_msg("attach: %s (exit %d): %s", sv_op_state_name(att.last.state), att.last.exit_code, att.msg);
+    assert_int_equal(att.last.exit_code, 4);
+    simh_stop(h);
+    run_until(w, vm_reached, &(struct vmstate){w, "vm0", SMMU_VM_READY, 2});
+    assert_false(journal_has_txn(w, "vm0"));
+    assert_int_equal(journal_devices(w, "vm0"), 0);
+    assert_int_equal(sim_devices(h2), 0);
+    assert_int_equal(count_ev(w, "vm0", "device.vanished", DEVID), 1);
+    opx_fini(&att);
+    backend_close(w);
+    simh_stop(h2);
+    world_free(w);
+}
+
 /* ---- a restarted daemon recovers an interrupted transaction, with no request ---- */
 
 static void test_backend_restart_recovers(void **state)
@@ -1015,6 +1056,7 @@ int main(void)
         cmocka_unit_test(test_many_vms),
         cmocka_unit_test(test_cli_told_about_daemon),
         cmocka_unit_test(test_qemu_killed_mid_attach),
+        cmocka_unit_test(test_qemu_restarted_during_txn_reconnect),
         cmocka_unit_test(test_backend_restart_recovers),
         cmocka_unit_test(test_stall_isolated),
         cmocka_unit_test(test_desired_state),
