@@ -96,6 +96,9 @@ struct smmu_vm_opts {
     void (*on_reconciled)(smmu_vm *vm, const json_t *report, bool after_connect, void *payload);
     void (*on_call)(smmu_vm *vm, const char *cmd, int err, double seconds, void *payload);
     void *event_payload;
+    /* The QMP client's own messages go to `log` too (timeouts, dropped replies); with log_qmp also every
+     * message both ways, at level 0 (the CLI's -v). */
+    bool log_qmp;
 };
 #define SMMU_VM_OPTS_VERSION 1
 #define SMMU_VM_OPTS_INIT {SMMU_VM_OPTS_VERSION, NULL, NULL, "/run/smmuctl", "/sys", "/dev", 0, 0, 0, 0, 0, \

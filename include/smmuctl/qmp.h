@@ -81,6 +81,7 @@ struct qmp_client_opts {
     FILE *record;                /* if set, every message in both directions is appended (fixture format) */
     qmp_log_fn log;              /* optional */
     void *log_payload;
+    bool log_traffic;            /* also log every message both ways at level 0 ("qmp -> …" / "qmp <- …", cut) */
 };
 #define QMP_CLIENT_OPTS_VERSION 1
 #define QMP_CLIENT_OPTS_INIT {QMP_CLIENT_OPTS_VERSION, 0, 0, 0, false, NULL, NULL, NULL}

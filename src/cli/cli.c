@@ -1,5 +1,6 @@
 /* cli.c — output, errors and the QMP connection for the command-line front-end. */
 #include "cli/cli.h"
+#include "cli/progress.h"
 #include "smmuctl/xml.h"
 #include "smmuctl/error_json.h"
 #include "smmuctl/reply_json.h"
@@ -76,6 +77,7 @@ void cli_info(struct cli *cli, const char *fmt, ...)
     va_list ap;
     if (cli->verbose < 0)
         return;
+    cli_progress_clear(cli);
     va_start(ap, fmt);
     fputs("smmuctl: ", stderr);
     vfprintf(stderr, fmt, ap);
@@ -88,6 +90,7 @@ void cli_debug(struct cli *cli, const char *fmt, ...)
     va_list ap;
     if (cli->verbose < 1)
         return;
+    cli_progress_clear(cli);
     va_start(ap, fmt);
     fputs("smmuctl: debug: ", stderr);
     vfprintf(stderr, fmt, ap);
@@ -98,8 +101,12 @@ void cli_debug(struct cli *cli, const char *fmt, ...)
 static void cli_qmp_log(int level, const char *msg, void *payload)
 {
     struct cli *cli = payload;
-    if (level >= 2 || cli->verbose >= 1)
+    if (level == 0)
+        cli_debug(cli, "%s", msg); /* "qmp -> …" */
+    else if (level >= 2 || cli->verbose >= 1) {
+        cli_progress_clear(cli);
         fprintf(stderr, "smmuctl: qmp: %s\n", msg);
+    }
 }
 
 int cli_connect(struct cli *cli, const char *command)
@@ -116,6 +123,7 @@ int cli_connect(struct cli *cli, const char *command)
     o.negotiate_oob = true; /* FACTS: ~0.83x QEMU CPU per command; we always send ids anyway */
     o.log = cli_qmp_log;
     o.log_payload = cli;
+    o.log_traffic = cli->verbose >= 1; /* -v: every QMP message, at debug level */
     if ((r = qmp_client_new(&cli->qmp, cli->base, &o)) < 0) {
         smmu_error_set(&e, r, "cannot create a QMP client: %s", strerror(-r));
         return cli_fail(cli, command, EXIT_UNREACHABLE, &e, NULL);

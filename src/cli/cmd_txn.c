@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/progress.h"
 #include "smmuctl/engine.h"
 #include "smmuctl/reply_json.h"
 
@@ -52,6 +53,7 @@ struct txn_cli_run {
     smmu_op *op;
     bool done;
     int code;
+    struct cli_progress *progress; /* the "still working" line on a terminal */
 };
 
 static void txn_cli_log(int level, const char *msg, void *payload)
@@ -71,6 +73,8 @@ static void txn_cli_done(smmu_vm *vm, const struct smmu_reply *rep, void *payloa
     (void)vm;
     run->done = true;
     run->op = NULL;
+    cli_progress_stop(run->progress); /* erase it before the result is printed */
+    run->progress = NULL;
     switch (rep->stage) {
     case SMMU_STAGE_TXN:
         if (cli->domain && rep->facts) { /* --force went past disagreements: say so */
@@ -122,7 +126,7 @@ static int txn_cli_run(struct cli *cli, const char *command, struct smmu_request
 {
     struct smmu_vm_opts o = SMMU_VM_OPTS_INIT;
     struct smmu_error e = SMMU_ERROR_INIT;
-    struct txn_cli_run run = {cli, command, text, NULL, false, EXIT_FAILED};
+    struct txn_cli_run run = {cli, command, text, NULL, false, EXIT_FAILED, NULL};
     const char *crash = getenv("SMMUCTL_TEST_CRASH");
     static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
     struct event *sev[3] = {NULL, NULL, NULL};
@@ -149,6 +153,7 @@ static int txn_cli_run(struct cli *cli, const char *command, struct smmu_request
     o.record = cli->record;
     o.log = txn_cli_log;
     o.log_payload = cli;
+    o.log_qmp = cli->verbose >= 1; /* -v: every QMP message, at debug level */
     if (crash && *crash) {
         o.step_hook = txn_cli_crash_hook;
         o.step_hook_payload = (void *)crash;
@@ -163,7 +168,11 @@ static int txn_cli_run(struct cli *cli, const char *command, struct smmu_request
     for (int i = 0; i < 3; i++)
         if ((sev[i] = evsignal_new(cli->base, sigs[i], txn_cli_signal, &run)))
             evsignal_add(sev[i], NULL);
+    run.progress = cli_progress_start(cli, command, vm, req->kind == SMMU_REQ_DETACH && !req->no_wait
+                                                            ? (req->unplug_timeout_ms ? req->unplug_timeout_ms : 10000)
+                                                            : 0);
     cli_run_until(cli, &run.done);
+    cli_progress_stop(run.progress);
     for (int i = 0; i < 3; i++)
         if (sev[i])
             event_free(sev[i]);

@@ -12,12 +12,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#define TRAFFIC_SHOWN 600 /* bytes of a message the traffic log shows (a qom-list-get reply is ~45 KB) */
+
 void qmpc_record(qmp_client *c, const char *prefix, const char *data, size_t len)
 {
-    if (!c->opts.record)
-        return;
     while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
         len--;
+    if (c->opts.log_traffic && c->opts.log) { /* "C: " is ours → QEMU, "S: " QEMU's */
+        const char *dir = prefix[0] == 'C' ? "qmp ->" : "qmp <-";
+        if (len > TRAFFIC_SHOWN)
+            qmpc_log(c, 0, "%s %.*s … (%zu bytes)", dir, TRAFFIC_SHOWN, data, len);
+        else
+            qmpc_log(c, 0, "%s %.*s", dir, (int)len, data);
+    }
+    if (!c->opts.record)
+        return;
     fprintf(c->opts.record, "%s%.*s\n", prefix, (int)len, data);
     fflush(c->opts.record);
 }

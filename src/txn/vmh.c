@@ -494,10 +494,21 @@ static void vm_closed_client(smmu_vm *vm)
         vm->c = NULL;
 }
 
+/* The QMP client's log lines (its warnings; with log_qmp every message) go to the handle's log sink. */
+static void vm_client_log(int level, const char *msg, void *payload)
+{
+    smmu_vm *vm = payload;
+    if (vm->o.log) /* the client's info lines (dropped stray replies) are the handle's debug */
+        vm->o.log(level >= 2 ? 2 : 0, msg, vm->o.log_payload);
+}
+
 static void vm_client_opts(smmu_vm *vm, struct qmp_client_opts *co)
 {
     struct qmp_client_opts d = QMP_CLIENT_OPTS_INIT;
     *co = d;
+    co->log = vm_client_log;
+    co->log_payload = vm;
+    co->log_traffic = vm->o.log_qmp;
     co->connect_timeout_ms = vm->o.connect_timeout_ms;
     co->command_timeout_ms = vm->o.command_timeout_ms;
     co->record = vm->o.record;
