@@ -119,5 +119,6 @@ int cmd_serve(struct cli *cli);
 bool cli_is_serve(int argc, char **argv);
 int cmd_serve_main(int argc, char **argv);
 extern const char cmd_serve_help[];
+int cmd_doctor(struct cli *cli);
 
 #endif

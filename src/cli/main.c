@@ -79,6 +79,18 @@ static const struct command commands[] = {
      "Send one QMP command and print QEMU's reply. JSON-ARGS is the \"arguments\" object, e.g.\n"
      "  smmuctl --qmp /run/vm1.qmp qmp qom-list '{\"path\":\"/machine/peripheral\"}'\n"
      "Exit 1 with QEMU's error class and desc when QEMU refuses the command.\n"},
+    {"doctor", cmd_doctor, "doctor [DEV...]",
+     "Check that the host and (with --qmp) the VM are ready to hot-plug these devices, without changing\n"
+     "anything. Host (under --sysfs and --dev): /dev/iommu, the VFIO cdevs (/dev/vfio/devices), each device's\n"
+     "driver, IOMMU group viability, host SMMU, cdev and BAR sizes (sysfs resource). VM, from exactly the QOM\n"
+     "discovery topology does (nothing else is sent): QEMU version, the iommufd object, a vSMMU for every host\n"
+     "SMMU in use (placed as attach would) and its accel, free hot-pluggable ports per vSMMU, each free port's\n"
+     "reserved windows (pref64-reserve, mem-reserve) against the devices' BARs, the pxb's numa_node (128 =\n"
+     "unset) against the device's. Every finding is ok, warn or fail with what was seen, why it matters and\n"
+     "the fix (the QEMU option or libvirt element). Without DEV only the host and VM-wide checks run.\n"
+     "--json: {\"ok\",\"command\":\"doctor\",\"exit_code\",\"findings\":[{\"status\",\"check\",\"subject\",\"what\",\"why\",\"fix\"}…],\n"
+     "\"summary\":{\"ok\",\"warn\",\"fail\"}}. Exit 0 every finding ok, 5 a warning, 6 a failure, 2 usage,\n"
+     "3 QEMU unreachable or unreadable.\n"},
     {"layout", cmd_layout, "layout DEV... [--format qemu|xml] [--spare N] [--no-accel]",
      "Print the boot topology a VM needs so that these host devices can be hot-plugged later, from host facts\n"
      "alone (no --qmp): per host SMMU the devices sit behind, one pxb-pcie (numa_node from the devices, bus\n"
@@ -131,7 +143,8 @@ static void usage(FILE *f)
             "\n"
             "Exit codes: 0 done; 1 failed, every change rolled back; 2 usage, bad input or refused plan\n"
             "(nothing that changes QEMU was sent); 3 QEMU unreachable or protocol broken before any change;\n"
-            "4 incomplete (an unplug is pending or a rollback could not finish: see status/recover).\n");
+            "4 incomplete (an unplug is pending or a rollback could not finish: see status/recover);\n"
+            "doctor: 0 every finding ok, 5 a warning, 6 a failure.\n");
 }
 
 static const struct command *find_command(const char *name)

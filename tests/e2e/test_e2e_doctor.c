@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "support/fakesys.h"
+#include "support/json_expect.h"
 #include "support/qemu.h"
 #include "support/runcli.h"
 #include "support/testutil.h"
@@ -143,10 +144,135 @@ static void test_topology_reads_reserves(void **state)
     free(st);
 }
 
+/* The fake host: the GPU behind S1 (NUMA 0), the NIC behind S2 (NUMA 1), on vfio-pci with cdevs; a /dev tree. */
+#define GPU "0009:01:00.0"
+#define NIC "0019:01:00.0"
+struct host {
+    struct fakesys *fs;
+    char *dev;
+};
+
+static void host_new(struct host *hh)
+{
+    hh->fs = fakesys_new(NULL);
+    fakesys_add_dev(hh->fs, &(struct fakesys_dev){.bdf = GPU, .smmu = "smmu3.0x0000000016000000", .driver = "vfio-pci",
+                                                   .group = "1", .cdev = "vfio0", .numa_node = "0",
+                                                   .resource = FAKESYS_RESOURCE_GPU});
+    fakesys_add_dev(hh->fs, &(struct fakesys_dev){.bdf = NIC, .smmu = "smmu3.0x0000000026000000", .driver = "vfio-pci",
+                                                   .group = "2", .cdev = "vfio1", .numa_node = "1",
+                                                   .resource = FAKESYS_RESOURCE_NIC});
+    hh->dev = smmu_test_mkdtemp("e2e-doctor-dev");
+    fakesys_write_dev_tree(hh->fs, hh->dev);
+}
+
+static void host_free(struct host *hh)
+{
+    fakesys_free(hh->fs);
+    smmu_test_rmtree(hh->dev);
+    free(hh->dev);
+}
+
+static void expect_status(json_t *doc, const char *check, const char *subject, const char *status, const char *what)
+{
+    json_t *f = smmu_test_finding(doc, check, subject);
+    if (strcmp(json_string_value(json_object_get(f, "status")), status) ||
+        (what && !strstr(json_string_value(json_object_get(f, "what")), what)))
+        fail_msg("%s %s: %s \"%s\", expected %s \"%s\"", check, subject,
+                 json_string_value(json_object_get(f, "status")), json_string_value(json_object_get(f, "what")),
+                 status, what ? what : "");
+}
+
+/* plan on real QEMU: the GPU goes to rp1c (its windows fit) rather than the lower rp1a/rp1b; the NIC's only
+ * port rp2a reserves a 16 MiB pref32 window where it needs 64 MiB: a warning, and --require-fit refuses. */
+static void test_plan_prefers_fit(void **state)
+{
+    struct smmu_qemu *q = start_vm();
+    struct host hh;
+    char *st = smmu_test_mkdtemp("e2e-doctor-state");
+    struct smmu_run r;
+    json_t *j;
+    (void)state;
+    host_new(&hh);
+    const char *common[] = {"--qmp", smmu_qemu_socket_path(q), "--state-dir", st, "--sysfs", fakesys_root(hh.fs),
+                            "--dev", hh.dev, NULL};
+    smmu_run_cli_with(&r, common, (const char *[]){"--json", "plan", GPU, NIC, NULL}, RUN_MS);
+    if (r.status != 0)
+        fail_msg("plan: exit %d: %s%s", r.status, r.out, r.err);
+    j = smmu_run_json(&r);
+    json_t *pls = json_object_get(j, "placements");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(pls, 0), "port")), "rp1c");
+    assert_true(json_is_true(json_object_get(json_array_get(pls, 0), "fits")));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(pls, 1), "port")), "rp2a");
+    assert_true(json_is_false(json_object_get(json_array_get(pls, 1), "fits")));
+    assert_int_equal(json_array_size(json_object_get(j, "warnings")), 1);
+    assert_non_null(strstr(json_string_value(json_array_get(json_object_get(j, "warnings"), 0)), NIC " on rp2a"));
+    json_decref(j);
+    smmu_run_free(&r);
+    smmu_run_cli_with(&r, common, (const char *[]){"plan", "--require-fit", GPU, NIC, NULL}, RUN_MS);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--require-fit: " NIC " on rp2a"));
+    smmu_run_free(&r);
+    smmu_qemu_stop(q);
+    host_free(&hh);
+    smmu_test_rmtree(st);
+    free(st);
+}
+
+/* doctor on real QEMU: TCG has no accel vSMMU and the pxbs no numa_node (warnings, exit 5), the GPU's port fits,
+ * the NIC's does not (warn with the fix). QEMU answers only discovery (it stays as launched: checked by a
+ * second topology giving the same document). */
+static void test_doctor_on_qemu(void **state)
+{
+    struct smmu_qemu *q = start_vm();
+    struct host hh;
+    char *st = smmu_test_mkdtemp("e2e-doctor-state");
+    struct smmu_run r;
+    json_t *j, *t0, *t1;
+    (void)state;
+    host_new(&hh);
+    const char *common[] = {"--qmp", smmu_qemu_socket_path(q), "--state-dir", st, "--sysfs", fakesys_root(hh.fs),
+                            "--dev", hh.dev, NULL};
+    smmu_run_cli_with(&r, common, (const char *[]){"--json", "topology", NULL}, RUN_MS);
+    t0 = smmu_run_json(&r);
+    smmu_run_free(&r);
+    smmu_run_cli_with(&r, common, (const char *[]){"--json", "doctor", GPU, NIC, NULL}, RUN_MS);
+    if (r.status != 5)
+        fail_msg("doctor: exit %d (expected 5): %s%s", r.status, r.out, r.err);
+    j = smmu_run_json(&r);
+    assert_non_null(j);
+    expect_status(j, "qemu-version", "QEMU 11.1.3", "ok", NULL);
+    expect_status(j, "vsmmu", "smmu3.0x0000000016000000", "ok", "vSMMU smmuv3.1 (pxb pcie.1)");
+    expect_status(j, "vsmmu", "smmu3.0x0000000026000000", "ok", "vSMMU smmuv3.2 (pxb pcie.2)");
+    expect_status(j, "accel", "smmuv3.1", "warn", "accel=off");
+    expect_status(j, "free-ports", "smmuv3.1", "ok", "3 free hot-pluggable root ports: rp1a, rp1b, rp1c");
+    expect_status(j, "windows", "rp1c", "ok", "fit " GPU);
+    expect_status(j, "windows", "rp1a", "ok", "too small for " GPU);
+    expect_status(j, "windows", "rp2a", "warn", NIC ": pref64-reserve unset, the 64-bit prefetchable BARs need 64 MiB");
+    assert_non_null(strstr(json_string_value(json_object_get(smmu_test_finding(j, "windows", "rp2a"), "fix")),
+                           "pref64-reserve=64M"));
+    expect_status(j, "numa", GPU, "warn", "pxb pcie.1 has no numa_node");
+    expect_status(j, "iommufd-object", "VM", "ok", "attach adds iommufd0");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "summary"), "fail")), 0);
+    json_decref(j);
+    smmu_run_free(&r);
+    smmu_run_cli_with(&r, common, (const char *[]){"--json", "topology", NULL}, RUN_MS);
+    t1 = smmu_run_json(&r);
+    assert_true(json_equal(t0, t1));
+    json_decref(t0);
+    json_decref(t1);
+    smmu_run_free(&r);
+    smmu_qemu_stop(q);
+    host_free(&hh);
+    smmu_test_rmtree(st);
+    free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_topology_reads_reserves, smmu_qemu_teardown),
+        cmocka_unit_test_teardown(test_plan_prefers_fit, smmu_qemu_teardown),
+        cmocka_unit_test_teardown(test_doctor_on_qemu, smmu_qemu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

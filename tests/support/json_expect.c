@@ -32,3 +32,15 @@ void smmu_test_assert_json_eq(json_t *expected, json_t *actual)
         fail_msg("JSON differs.\nexpected: %s\nactual:   %s", e, a);
     }
 }
+
+json_t *smmu_test_finding(json_t *doc, const char *check, const char *subject)
+{
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(doc, "findings"), i, f)
+        if (!strcmp(json_string_value(json_object_get(f, "check")), check) &&
+            !strcmp(json_string_value(json_object_get(f, "subject")), subject))
+            return f;
+    fail_msg("no %s finding for %s", check, subject);
+    return NULL;
+}

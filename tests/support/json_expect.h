@@ -8,5 +8,7 @@
 json_t *smmu_test_json(const char *text);
 /* Fail the test, showing both documents, unless expected and actual are equal JSON. Borrows both. */
 void smmu_test_assert_json_eq(json_t *expected, json_t *actual);
+/* The finding {check, subject} of a `doctor --json` document (borrowed); fails the test when there is none. */
+json_t *smmu_test_finding(json_t *doctor_doc, const char *check, const char *subject);
 
 #endif
