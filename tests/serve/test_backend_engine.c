@@ -735,6 +735,24 @@ static void point(const char *link, const char *target)
     assert_int_equal(rename(tmp, link), 0);
 }
 
+/* A VM whose monitor is the symlink `link` (a path a restarted QEMU listens on again, as an orchestrator names
+ * it) registered and connected, with an attach whose second device_add QEMU executed and never answered. */
+static struct simh *attach_held(struct world *w, char *link, size_t len, struct opx *att)
+{
+    struct simh *h = NULL;
+    const char *stall[] = {"--fault", "{\"kind\":\"stall\",\"command\":\"device_add\",\"arg\":{\"id\":\"hostdev-0009-02-00.0\"}}",
+                           NULL};
+    assert_int_equal(simh_start(&h, sim_args(w, stall)), 0);
+    snprintf(link, len, "%s/vm0.qmp", w->tmp);
+    point(link, simh_qmp_path(h));
+    backend_open(w);
+    reg(w, "vm0", link);
+    wait_connected(w, 1, (const char *[]){"vm0"});
+    submit(w, "vm0", SV_VERB_ATTACH, "{\"devices\":[\"0009:01:00.0\",\"0009:02:00.0\"]}", att);
+    run_until(w, sim_has_cond, &(struct simwait){h, DEVID2});
+    return h;
+}
+
 static void test_qemu_killed_mid_attach(void **state)
 {
     struct world *w = world_new();
@@ -742,17 +760,7 @@ static void test_qemu_killed_mid_attach(void **state)
     struct opx att = {0};
     char link[4300];
     (void)state;
-    const char *stall[] = {"--fault", "{\"kind\":\"stall\",\"command\":\"device_add\",\"arg\":{\"id\":\"hostdev-0009-02-00.0\"}}",
-                           NULL};
-    assert_int_equal(simh_start(&h, sim_args(w, stall)), 0);
-    /* the VM's monitor as the orchestrator names it: a path that the restarted QEMU listens on again */
-    snprintf(link, sizeof(link), "%s/vm0.qmp", w->tmp);
-    point(link, simh_qmp_path(h));
-    backend_open(w);
-    reg(w, "vm0", link);
-    wait_connected(w, 1, (const char *[]){"vm0"});
-    submit(w, "vm0", SV_VERB_ATTACH, "{\"devices\":[\"0009:01:00.0\",\"0009:02:00.0\"]}", &att);
-    run_until(w, sim_has_cond, &(struct simwait){h, DEVID2}); /* the second device_add executed, no reply */
+    h = attach_held(w, link, sizeof(link), &att);
     assert_int_equal(att.calls, 0);
     kill(simh_pid(h), SIGKILL); /* QEMU dies with the reply outstanding */
     wait_op(w, &att, 1);
@@ -794,16 +802,7 @@ static void test_qemu_restarted_during_txn_reconnect(void **state)
     char link[4300];
     (void)state;
     w->txn_reconnect_ms = 600000; /* the transaction would keep trying: it is the peer check that ends it */
-    const char *stall[] = {"--fault", "{\"kind\":\"stall\",\"command\":\"device_add\",\"arg\":{\"id\":\"hostdev-0009-02-00.0\"}}",
-                           NULL};
-    assert_int_equal(simh_start(&h, sim_args(w, stall)), 0);
-    snprintf(link, sizeof(link), "%s/vm0.qmp", w->tmp);
-    point(link, simh_qmp_path(h));
-    backend_open(w);
-    reg(w, "vm0", link);
-    wait_connected(w, 1, (const char *[]){"vm0"});
-    submit(w, "vm0", SV_VERB_ATTACH, "{\"devices\":[\"0009:01:00.0\",\"0009:02:00.0\"]}", &att);
-    run_until(w, sim_has_cond, &(struct simwait){h, DEVID2});
+    h = attach_held(w, link, sizeof(link), &att);
     /* the new QEMU listens before the old one dies: the transaction's first reconnect reaches it */
     assert_int_equal(simh_start(&h2, sim_args(w, NULL)), 0);
     point(link, simh_qmp_path(h2));
@@ -989,6 +988,19 @@ static void test_desired_state(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(unk, 0), "id")), "cold0");
     assert_int_equal(json_integer_value(json_object_get(info, "attached")), 0);
     json_decref(info);
+    /* plan and recover from the kept facts: nothing sent, the CLI's objects */
+    n = command_count(h);
+    submit(w, "vm0", SV_VERB_PLAN, "{\"devices\":[\"0009:02:00.0\"]}", &x);
+    wait_op(w, &x, x.calls + 1);
+    assert_int_equal(x.last.state, SV_OP_DONE);
+    assert_string_equal(json_string_value(json_object_get(x.json, "command")), "plan");
+    assert_non_null(json_object_get(x.json, "steps"));
+    submit(w, "vm0", SV_VERB_RECOVER, "{}", &x);
+    wait_op(w, &x, x.calls + 1);
+    assert_int_equal(x.last.state, SV_OP_DONE);
+    assert_string_equal(json_string_value(json_object_get(x.json, "command")), "recover");
+    assert_int_equal(json_array_size(json_object_get(x.json, "unknown")), 1);
+    assert_int_equal(command_count(h), n);
     /* a bad element: refused, nothing sent */
     n = command_count(h);
     int calls = x.calls;
