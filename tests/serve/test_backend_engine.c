@@ -59,6 +59,7 @@ struct world {
     int round_trips, reconnects;
     int request_timeout_ms;
     int txn_reconnect_ms;
+    size_t queue_max;
     struct event *tick; /* wakes the loop now and then, so conditions on a simulator's state are re-checked */
 };
 
@@ -148,6 +149,7 @@ static struct sv_backend *backend_open(struct world *w)
     o.command_timeout_ms = 600000; /* far away: a held reply is a held reply */
     o.txn_reconnect_ms = w->txn_reconnect_ms ? w->txn_reconnect_ms : 200;
     o.request_timeout_ms = w->request_timeout_ms;
+    o.queue_max = w->queue_max;
     struct sv_backend *b = sv_backend_engine_new(w->base, &o, &e);
     if (!b)
         fail_msg("sv_backend_engine_new: %s", e.message);
@@ -897,6 +899,8 @@ static void test_stall_isolated(void **state)
     for (int i = 0; i < 5; i++)
         submit(w, names[i], SV_VERB_ATTACH, "{\"devices\":[\"0009:01:00.0\"]}", &x[i]);
     run_until(w, others_done, x);
+    struct smmu_error ue = SMMU_ERROR_INIT;
+    assert_int_equal(w->b->ops->vm_unregister(w->b, "vm0", &ue), -EBUSY); /* its attach runs */
     /* VM 0's device_add reached QEMU and its reply is still outstanding; the others are done */
     assert_int_equal(x[0].calls, 0);
     assert_true(sim_has(simh_vm(h, 0), DEVID));
@@ -1026,6 +1030,7 @@ static void test_unreachable(void **state)
     char link[4300];
     (void)state;
     w->request_timeout_ms = 100;
+    w->queue_max = 2;
     snprintf(link, sizeof(link), "%s/vm0.qmp", w->tmp); /* nothing listens there yet */
     backend_open(w);
     reg(w, "vm0", link);
@@ -1045,6 +1050,20 @@ static void test_unreachable(void **state)
     submit(w, "vm0", SV_VERB_DEVICES, "{\"devices\":[{\"host\":\"0009:01:00.0\"}]}", &x);
     wait_op(w, &x, 2);
     assert_true(x.last.unreachable);
+    /* the VM's queue holds queue_max (2): a third is refused at once (429), nothing queued */
+    struct opx q[3];
+    memset(q, 0, sizeof(q));
+    for (int i = 0; i < 3; i++)
+        submit(w, "vm0", SV_VERB_RECOVER, "{}", &q[i]);
+    wait_op(w, &q[2], 1);
+    assert_true(q[2].last.queue_full);
+    assert_int_equal(q[0].calls + q[1].calls, 0);
+    for (int i = 0; i < 2; i++) {
+        wait_op(w, &q[i], 1);
+        assert_true(q[i].last.unreachable);
+    }
+    for (int i = 0; i < 3; i++)
+        opx_fini(&q[i]);
     /* QEMU appears: the VM connects; the requests that gave up were never sent */
     assert_int_equal(simh_start(&h, sim_args(w, NULL)), 0);
     point(link, simh_qmp_path(h));
