@@ -4,7 +4,8 @@
  * The host is a fake sysfs: two GPUs and a NIC behind two host SMMUs on two NUMA nodes. Skips without QEMU 11
  * (scripts/install-qemu11). accel=on needs KVM, which this TCG host lacks (FACTS): hence --no-accel. This host
  * has no /dev/iommu either, so the iommufd object gets an inherited fd of a regular file (",fd=N", which QEMU
- * does not check: FACTS) appended; every other argument is layout's, verbatim. */
+ * does not check: FACTS) appended; every other argument is layout's, verbatim. On that VM `topology --xml` gives
+ * back layout's XML, and layout's XML as the VM's --domain agrees with it and steers `plan` (issue 11.2, 11.3). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include "support/fakesys.h"
 #include "support/qemu.h"
 #include "support/runcli.h"
+#include "support/testutil.h"
 
 #define RUN_MS 30000
 
@@ -184,8 +186,51 @@ static void test_layout_boots(void **state)
     assert_non_null(strstr(lxml, "<qemu:device alias='pci.3'>"));
     assert_non_null(strstr(r.out, strstr(lxml, "\n<qemu:override>\n")));
     assert_non_null(strstr(r.out, "      <node>1</node>\n"));
-    free(lxml);
     smmu_run_free(&r);
+
+    /* --domain: layout's fragment as the VM's domain agrees with the VM QEMU booted from layout's arguments;
+     * a hostdev's guest address (0009:02:00.0 on pci.4) is where plan puts it — not pci.3, the lowest free
+     * port — under its ua- alias; a domain with another busNr is refused (exit 2) naming the line. */
+    char *dir = smmu_test_mkdtemp("e2e-domain"), dom[600];
+    snprintf(dom, sizeof(dom), "%s/vm.xml", dir);
+    const char *d0 = strstr(lxml, "\n<devices>\n"), *d1 = strstr(lxml, "\n</devices>\n");
+    assert_non_null(d0);
+    assert_non_null(d1);
+    FILE *fp = fopen(dom, "w");
+    assert_non_null(fp);
+    fprintf(fp, "<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n<name>lay</name>%.*s"
+                "\n</devices>\n%s</domain>\n", (int)(d1 - d0), d0, d1 + strlen("\n</devices>\n"));
+    fclose(fp);
+    smmu_run_cli(&r, (const char *[]){"--qmp", smmu_qemu_socket_path(q), "--sysfs", fakesys_root(fs), "topology",
+                                      "--domain", dom, NULL}, RUN_MS);
+    if (r.status != 0 || !strstr(r.out, "agrees with the live VM"))
+        fail_msg("topology --domain: exit %d\n%s%s", r.status, r.out, r.err);
+    smmu_run_free(&r);
+    smmu_run_cli(&r, (const char *[]){"--qmp", smmu_qemu_socket_path(q), "--sysfs", fakesys_root(fs), "--json", "plan",
+                                      "--domain", dom, "0009:02:00.0", NULL}, RUN_MS);
+    if (r.status != 0)
+        fail_msg("plan --domain: exit %d\n%s%s", r.status, r.out, r.err);
+    json_t *pl = smmu_run_json(&r), *p0 = json_array_get(json_object_get(pl, "placements"), 0);
+    assert_string_equal(json_string_value(json_object_get(p0, "port")), "pci.4");
+    assert_string_equal(json_string_value(json_object_get(p0, "device_id")), "ua-hostdev-0009-02-00-0");
+    assert_true(json_is_true(json_object_get(json_object_get(pl, "domain"), "agrees")));
+    json_decref(pl);
+    smmu_run_free(&r);
+    char *text = smmu_test_read_file(dom, NULL), *bn = strstr(text, "busNr='252'");
+    assert_non_null(bn);
+    memcpy(bn, "busNr='250'", 11);
+    fp = fopen(dom, "w");
+    fputs(text, fp);
+    fclose(fp);
+    free(text);
+    smmu_run_cli(&r, (const char *[]){"--qmp", smmu_qemu_socket_path(q), "--sysfs", fakesys_root(fs), "plan",
+                                      "--domain", dom, "0009:02:00.0", NULL}, RUN_MS);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, ": pxb-pcie pci.1: busNr 250 in the domain, bus_nr 252 in the VM"));
+    smmu_run_free(&r);
+    smmu_test_rmtree(dir);
+    free(dir);
+    free(lxml);
     json_decref(lay);
     smmu_qemu_stop(q);
     fakesys_free(fs);

@@ -10,6 +10,8 @@
                slots on pcie.0 must be the ones the VM has).
 2. The FACTS topology (ids pcie.1, rp1a…, not libvirt's): the XML renumbers them; libvirt's arguments are the VM's
    once the ids are mapped back through the comment that lists the renames.
+   libvirt's canonical form (--dumpxml) of layout's domain, given back as `topology --domain`, agrees with the
+   layout VM; the FACTS VM against libvirt's (renumbered) copy lists missing and extra pxbs, ports and vSMMUs.
 3. A VM with an attached vfio-pci device (the recorded synthetic discover-syn-accel-vfio.txt served by qmp-replay:
    no real device can be realized here): libvirt puts the hostdev (ua-hostdev0, iommufd0) on the root port
    that stands for the VM's port, behind the same vSMMU, and makes both accel vSMMUs.
@@ -201,6 +203,24 @@ def main():
         q = Qemu(qdir, d1, numa + args)
         try:
             xml, dom = topology_xml(smmuctl, q.sock, d1, sysfs)
+            # libvirt's own canonical form of layout's domain (defaults and addresses filled in, hostdevs
+            # that are not attached yet) is the definition of this VM: --domain must find it agrees
+            rc, lxml, err = run([smmuctl, "--sysfs", sysfs, "layout", "--format", "xml", "--no-accel"] + bdfs)
+            ldom = os.path.join(d1, "layout-domain.xml")
+            with open(ldom, "w") as f:
+                f.write(lay.domain_from_fragment(lxml))
+            rc, canon, err = run([ORACLE, "--dumpxml", ldom], env)
+            if rc != 0:
+                fail("libvirt --dumpxml of layout's domain: exit %d: %s" % (rc, err))
+            cdom = os.path.join(d1, "libvirt-canonical.xml")
+            with open(cdom, "w") as f:
+                f.write(canon)
+            rc, out, err = run([smmuctl, "--qmp", q.sock, "--state-dir", os.path.join(d1, "state"), "--sysfs", sysfs,
+                                "--json", "topology", "--domain", cdom])
+            dres = json.loads(out).get("domain") if rc == 0 else None
+            if not dres or not dres.get("agrees"):
+                fail("topology --domain with libvirt's canonical layout domain: exit %d %s %s" % (rc, dres, err))
+            print("ok: libvirt's canonical form of layout's domain agrees with the VM (%d notes)" % len(dres["notes"]))
         finally:
             q.stop()
             os.close(fd)
@@ -231,6 +251,18 @@ def main():
         q = Qemu(qdir, d2, facts)
         try:
             xml, dom = topology_xml(smmuctl, q.sock, d2)
+            # the renumbered XML describes libvirt's copy of this VM, not the VM: --domain says where they differ
+            rc, canon, err = run([ORACLE, "--dumpxml", dom], env)
+            cdom = os.path.join(d2, "libvirt-canonical.xml")
+            with open(cdom, "w") as f:
+                f.write(canon)
+            rc, out, err = run([smmuctl, "--qmp", q.sock, "--state-dir", os.path.join(d2, "state"), "--json",
+                                "topology", "--domain", cdom])
+            kinds = sorted({d["kind"] for d in json.loads(out)["domain"]["disagreements"]})
+            if kinds != ["extra-pxb", "extra-root-port", "extra-vsmmu", "missing-pxb", "missing-root-port",
+                         "missing-vsmmu"]:
+                fail("FACTS VM against libvirt's renumbered copy: disagreement kinds %r\n%s" % (kinds, out))
+            print("ok: FACTS VM vs libvirt's renumbered copy: %s" % ", ".join(kinds))
         finally:
             q.stop()
         rn = renames(xml)
