@@ -28,7 +28,7 @@ const char cmd_serve_help[] =
     "  --log FILE          log there instead of stderr (reopened on SIGHUP)\n"
     "  --sysfs DIR, --dev DIR, --timeout SEC, -v/--verbose, --quiet: as for the other commands\n"
     "SIGTERM/SIGINT: stop accepting, let in-flight work finish up to 10 s (the journal keeps the rest), exit 0.\n"
-    "SIGHUP: reopen the log. Under systemd (contrib/systemd/smmuctl.service): READY=1 once listening with the\n"
+    "SIGHUP: reopen the log. Under systemd (the unit dist/systemd/smmuctl.service): READY=1 once listening with the\n"
     "registrations loaded, STATUS= with VM counts, STOPPING=1, WATCHDOG=1 when WatchdogSec= is set; log lines\n"
     "carry journal priorities. Exit 0 after a clean stop, 2 when it cannot start (usage, socket, state dir).\n";
 
