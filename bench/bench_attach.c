@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "bench_util.h"
 #include "smmuctl/journal.h"
 #include "smmuctl/txn.h"
 #include "support/fakesys.h"
@@ -115,7 +116,7 @@ out:
 
 int main(int argc, char **argv)
 {
-    int rounds = argc > 1 ? atoi(argv[1]) : 20;
+    int rounds = argc > 1 ? atoi(argv[1]) : (bench_quick() ? 6 : 20);
     struct mode_stats st[2];
     struct simh *sim = NULL;
     char *tmp = smmu_test_mkdtemp("bench-attach");
@@ -154,6 +155,13 @@ int main(int argc, char **argv)
             printf("%-36s %14.1f %14.1f %14.2f\n", names[m], (double)st[m].writes / st[m].n,
                    (double)st[m].fsyncs / st[m].n, st[m].ms[st[m].n / 2]);
         }
+        bench_figure(&(struct bench_fig){"4", "attach.journal.fsyncs", "attach of 4 (library): journal fsyncs",
+                                         "fsyncs", bench_exact((double)st[1].fsyncs / st[1].n),
+                                         "a write per step state", bench_exact((double)st[0].fsyncs / st[0].n),
+                                         BENCH_GOAL_NONE, 0, NULL});
+        bench_figure(&(struct bench_fig){"4", "attach.journal.wall", "attach of 4 (library, transaction only): wall",
+                                         "ms", bench_stat_of(st[1].ms, st[1].n), "a write per step state",
+                                         bench_stat_of(st[0].ms, st[0].n), BENCH_GOAL_NONE, 0, NULL});
     }
     event_base_free(base);
     simh_stop(sim);
