@@ -10,7 +10,7 @@
  * included), then the fixed cost of one smmuctl detach when the guest releases at once (D = 0), which is what
  * parallel time exceeds D by. Exits 1 if any attach or detach fails or leaves a device or unplug behind.
  *
- * Usage: bench_detach [REPETITIONS [DELAY_MS]]   (default 5 and 500, SMMUCTL_BENCH_QUICK=1: 3 and 200; qmp-sim
+ * Usage: bench_detach [REPETITIONS [DELAY_MS]]   (default 5 and 500, SMMUCTL_BENCH_QUICK=1: 3 and 100; qmp-sim
  * and smmuctl from the build)
  */
 #define _GNU_SOURCE
@@ -200,7 +200,7 @@ static void set_guest_delay(int delay_ms)
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : (bench_quick() ? 3 : 5);
-    int delay = argc > 2 ? atoi(argv[2]) : (bench_quick() ? 200 : 500);
+    int delay = argc > 2 ? atoi(argv[2]) : (bench_quick() ? 100 : 500);
     static const int NS[] = {1, 2, 4, 8};
     if (reps < 1)
         reps = 1;

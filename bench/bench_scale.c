@@ -3,7 +3,7 @@
  * is refused at launch, which is noted). Per size: wall per discovery through the library, round trips, bytes
  * sent and received (the client's recorder, exact), and the peer's CPU per discovery (idle-corrected).
  *
- * Usage: bench_scale [REPS [ITERATIONS]]   (defaults 5 and 10; SMMUCTL_BENCH_QUICK=1: 3 and 3) */
+ * Usage: bench_scale [REPS [ITERATIONS]]   (defaults 5 and 10; SMMUCTL_BENCH_QUICK=1: 3 and 2) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -122,7 +122,7 @@ static int measure(const char *peer_name, const char *sock, pid_t pid, int nv, i
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : (bench_quick() ? 3 : 5);
-    int iters = argc > 2 ? atoi(argv[2]) : (bench_quick() ? 3 : 10);
+    int iters = argc > 2 ? atoi(argv[2]) : (bench_quick() ? 2 : 10);
     static const int NV[3] = {4, 16, 64};
     int rc = 0;
     if (reps < 1 || reps > MAXREPS || iters < 1) {

@@ -9,7 +9,7 @@
  * this process's CPU (getrusage), and the peer's CPU (/proc/PID/stat, idle-corrected). Each repetition runs both
  * clients, alternating which goes first; figures are medians over repetitions with min..max.
  *
- * Usage: bench_wire [REPS [N]]   (defaults 7 and 2000; SMMUCTL_BENCH_QUICK=1: 3 and 600; qmp-sim gets 8 N)
+ * Usage: bench_wire [REPS [N]]   (defaults 7 and 2000; SMMUCTL_BENCH_QUICK=1: 3 and 384; qmp-sim gets 8 N)
  * Needs QEMU 11 (scripts/install-qemu11) and qmp-sim from the build; a missing QEMU skips its figures. */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -173,7 +173,7 @@ static int bench_target(const char *name, const char *label, const char *path, p
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : (bench_quick() ? 3 : 7);
-    int n = argc > 2 ? atoi(argv[2]) : (bench_quick() ? 600 : 2000);
+    int n = argc > 2 ? atoi(argv[2]) : (bench_quick() ? 384 : 2000);
     int rc = 0;
     if (reps < 1 || reps > MAXREPS || n < K_INFLIGHT) {
         fprintf(stderr, "usage: bench_wire [REPS 1..%d [N >= %d]]\n", MAXREPS, K_INFLIGHT);
