@@ -16,9 +16,6 @@
 #include "serve/server.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <dirent.h>
-#include <grp.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,7 +24,6 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,11 +34,14 @@
 #include <event2/listener.h>
 
 #include "serve/api.h"
+#include "serve/archive.h"
 #include "serve/events.h"
 #include "serve/idem.h"
+#include "serve/listen.h"
 #include "serve/metrics.h"
 #include "serve/notify.h"
 #include "serve/ops.h"
+#include "serve/request.h"
 
 struct stream;
 
@@ -350,154 +349,12 @@ int sv_server_connections(const struct sv_server *s)
     return s->nconns;
 }
 
-/* ---- the socket ---- */
-
-/* Bind PATH: a stale socket file (nobody accepts) is replaced, a live one refused. */
-static int bind_unix(const char *path, const char *group, int *out, struct smmu_error *err)
+/* Keep a keyed operation on disk (archive.h). */
+static void keep(struct sv_server *s, const struct sv_op *op)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    struct stat st;
-    int fd;
-    mode_t old;
-    gid_t gid = (gid_t)-1;
-    *out = -1;
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return smmu_error_set(err, -ENAMETOOLONG, "--listen %s: the path is longer than %zu bytes", path,
-                              sizeof(sa.sun_path) - 1);
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    if (group) {
-        struct group gr, *res = NULL;
-        char buf[4096];
-        if (getgrnam_r(group, &gr, buf, sizeof(buf), &res) != 0 || !res)
-            return smmu_error_set(err, -EINVAL, "--group %s: no such group", group);
-        gid = res->gr_gid;
-    }
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
-            return smmu_error_set(err, -EEXIST, "--listen %s: exists and is not a socket; not replacing it", path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return smmu_error_set(err, -errno, "socket: %s", strerror(errno));
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-            close(fd);
-            return smmu_error_set(err, -EADDRINUSE,
-                                  "--listen %s: another daemon is accepting on this socket; stop it first or "
-                                  "choose another path", path);
-        }
-        close(fd);
-        if (unlink(path) < 0 && errno != ENOENT)
-            return smmu_error_set(err, -errno, "--listen %s: cannot remove the stale socket: %s", path,
-                                  strerror(errno));
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return smmu_error_set(err, -errno, "socket: %s", strerror(errno));
-    old = umask(0177); /* the file is created 0600; never wider, not even for a moment */
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        int e = errno;
-        umask(old);
-        close(fd);
-        return smmu_error_set(err, -e, "--listen %s: %s", path, strerror(e));
-    }
-    umask(old);
-    if (group && (chown(path, (uid_t)-1, gid) < 0 || chmod(path, 0660) < 0)) {
-        int e = errno;
-        close(fd);
-        unlink(path);
-        return smmu_error_set(err, -e, "--group %s: cannot give %s to the group: %s", group, path, strerror(e));
-    }
-    if (listen(fd, 128) < 0) {
-        int e = errno;
-        close(fd);
-        unlink(path);
-        return smmu_error_set(err, -e, "--listen %s: listen: %s", path, strerror(e));
-    }
-    *out = fd;
-    return 0;
-}
-
-/* ---- the operation archive (<state-dir>/operations/<id>.json, for Idempotency-Key repeats) ---- */
-
-static bool id_is_safe(const char *id)
-{
-    if (!*id || strlen(id) > 60)
-        return false;
-    for (const char *p = id; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '-'))
-            return false;
-    return true;
-}
-
-static void archive_write(struct sv_server *s, const struct sv_op *op)
-{
-    char path[4096], tmp[4200];
-    json_t *rec;
-    int fd;
-    char *text;
-    if (!s->archive_dir || !id_is_safe(sv_op_id(op)))
-        return;
-    snprintf(path, sizeof(path), "%s/%s.json", s->archive_dir, sv_op_id(op));
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    rec = json_pack("{s:o,s:i,s:f}", "operation", sv_op_json(op), "status", sv_op_status(op), "time", wall_now());
-    text = rec ? json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(rec);
-    if (!text)
-        return;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fsync(fd) < 0 || close(fd) < 0 ||
-        rename(tmp, path) < 0) {
-        slog(s, SV_LOG_WARNING, "cannot keep operation %s in %s: %s", sv_op_id(op), s->archive_dir, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        unlink(tmp);
-    }
-    free(text);
-}
-
-/* The kept record of an operation not in memory: {"operation":{…},"status":N} or NULL. One that a previous
- * daemon never finished (still running or pending when it stopped) reads as incomplete: its transaction is
- * in the VM's journal, which the backend reconciles on connect. */
-static json_t *archive_read(struct sv_server *s, const char *id)
-{
-    char path[4096];
-    json_t *rec, *op;
-    const char *state;
-    if (!s->archive_dir || !id_is_safe(id))
-        return NULL;
-    snprintf(path, sizeof(path), "%s/%s.json", s->archive_dir, id);
-    rec = json_load_file(path, 0, NULL);
-    if (!rec)
-        return NULL;
-    op = json_object_get(rec, "operation");
-    state = json_string_value(json_object_get(op, "state"));
-    if (!json_is_object(op) || !state || wall_now() - json_number_value(json_object_get(rec, "time")) > SV_IDEM_TTL_S) {
-        json_decref(rec);
-        return NULL;
-    }
-    if ((!strcmp(state, "running") || !strcmp(state, "pending")) && strncmp(id, s->prefix, strlen(s->prefix))) {
-        json_object_set_new(op, "state", json_string("incomplete"));
-        json_object_set_new(rec, "status", json_integer(202));
-    }
-    return rec;
-}
-
-/* Records older than the keys' 24 h go (at start). */
-static void archive_prune(struct sv_server *s)
-{
-    DIR *d = s->archive_dir ? opendir(s->archive_dir) : NULL;
-    struct dirent *de;
-    time_t now = time(NULL);
-    if (!d)
-        return;
-    while ((de = readdir(d))) {
-        struct stat st;
-        if (de->d_name[0] == '.')
-            continue;
-        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-            difftime(now, st.st_mtime) > SV_IDEM_TTL_S + 3600)
-            unlinkat(dirfd(d), de->d_name, 0);
-    }
-    closedir(d);
+    int r = sv_archive_write(s->archive_dir, op);
+    if (r < 0)
+        slog(s, SV_LOG_WARNING, "cannot keep operation %s in %s: %s", sv_op_id(op), s->archive_dir, strerror(-r));
 }
 
 /* ---- backend callbacks ---- */
@@ -539,7 +396,7 @@ static void on_op_done(void *arg, uint64_t h, const struct sv_op_result *r)
     sv_op_update(s->ops, op, r->state, result, wall_now()); /* wakes the waiters: they answer */
     json_decref(result);
     if (f->archive)
-        archive_write(s, op);
+        keep(s, op);
     if (ended) {
         json_t *data = json_pack("{s:s,s:s,s:s,s:i}", "operation", sv_op_id(op), "verb", sv_verb_name(f->verb),
                                  "state", sv_op_state_name(r->state), "exit_code", r->exit_code);
@@ -821,108 +678,8 @@ static void start_stream(struct sv_server *s, struct evhttp_request *req, struct
     event_add(st->keepalive, &ka);
 }
 
-/* ---- request validation ---- */
+/* ---- request validation (bodies: request.c) ---- */
 
-static int bad(struct smmu_error *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int bad(struct smmu_error *err, int status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
-    va_end(ap);
-    err->code = -EINVAL;
-    return status;
-}
-
-static int want_type(const json_t *body, const char *member, json_type type, const char *what, struct smmu_error *err)
-{
-    const json_t *v = json_object_get(body, member);
-    if (!v)
-        return 0;
-    if (json_typeof(v) != type && !(type == JSON_REAL && json_is_integer(v)) &&
-        !(type == JSON_TRUE && json_is_boolean(v)))
-        return bad(err, 400, "request body: '%s' must be %s", member, what);
-    return 0;
-}
-
-/* Member types (400) and values (422) of a request body the router accepted (known members only). */
-static int check_body(enum sv_route_id id, const json_t *body, struct smmu_error *err)
-{
-    const json_t *devs = json_object_get(body, "devices"), *v;
-    size_t i;
-    int r;
-    switch (id) {
-    case SV_R_VM_PUT:
-        if (!json_is_string(json_object_get(body, "qmp")))
-            return bad(err, 400, "request body: 'qmp' (a string, e.g. \"unix:/run/vm1.qmp\") is required");
-        if (!*json_string_value(json_object_get(body, "qmp")))
-            return bad(err, 422, "request body: 'qmp' is empty");
-        return want_type(body, "fd_pass", JSON_TRUE, "true or false", err);
-    case SV_R_ATTACH:
-    case SV_R_PLAN:
-        if (!json_is_array(devs))
-            return bad(err, 400, "request body: 'devices' (an array of PCI addresses or {\"xml\":…}) is required");
-        if (json_array_size(devs) == 0)
-            return bad(err, 422, "request body: 'devices' is empty: no device to %s",
-                       id == SV_R_PLAN ? "plan" : "attach");
-        json_array_foreach(devs, i, v) {
-            if (json_is_string(v))
-                continue;
-            if (json_is_object(v) && json_object_size(v) == 1 && json_is_string(json_object_get(v, "xml")))
-                continue;
-            return bad(err, 400, "request body: devices[%zu] must be a PCI address string or {\"xml\":\"<hostdev…>\"}",
-                       i);
-        }
-        if ((r = want_type(body, "fd_pass", JSON_TRUE, "true or false", err)) ||
-            (r = want_type(body, "allow_mismatch", JSON_TRUE, "true or false", err)) ||
-            (r = want_type(body, "iommufd", JSON_STRING, "a string", err)) ||
-            (r = want_type(body, "ids", JSON_ARRAY, "an array of strings", err)))
-            return r;
-        v = json_object_get(body, "ids");
-        if (v) {
-            const json_t *x;
-            json_array_foreach(v, i, x)
-                if (!json_is_string(x))
-                    return bad(err, 400, "request body: ids[%zu] must be a string", i);
-            if (json_array_size(v) > json_array_size(devs))
-                return bad(err, 422, "request body: %zu ids for %zu devices", json_array_size(v),
-                           json_array_size(devs));
-        }
-        return 0;
-    case SV_R_DETACH:
-        if (!json_is_array(devs))
-            return bad(err, 400, "request body: 'devices' (an array of QEMU ids or PCI addresses) is required");
-        if (json_array_size(devs) == 0)
-            return bad(err, 422, "request body: 'devices' is empty: no device to detach");
-        json_array_foreach(devs, i, v)
-            if (!json_is_string(v))
-                return bad(err, 400, "request body: devices[%zu] must be a string (QEMU id or PCI address)", i);
-        if ((r = want_type(body, "unplug_timeout", JSON_REAL, "a number of seconds", err)))
-            return r;
-        v = json_object_get(body, "unplug_timeout");
-        if (v && !(json_number_value(v) > 0 && json_number_value(v) <= 86400))
-            return bad(err, 422, "request body: 'unplug_timeout' must be more than 0 and at most 86400 seconds");
-        return 0;
-    case SV_R_DEVICES:
-        if (!json_is_array(devs))
-            return bad(err, 400, "request body: 'devices' (an array of {\"host\":…, \"id\"?:…}) is required");
-        json_array_foreach(devs, i, v) {
-            const char *k;
-            const json_t *x;
-            if (!json_is_object(v) || !json_is_string(json_object_get(v, "host")))
-                return bad(err, 400, "request body: devices[%zu] must be an object with a 'host' string", i);
-            json_object_foreach((json_t *)v, k, x) {
-                if (strcmp(k, "host") && strcmp(k, "id"))
-                    return bad(err, 400, "request body: devices[%zu]: unknown member '%.100s' (known: host, id)", i, k);
-                if (!json_is_string(x))
-                    return bad(err, 400, "request body: devices[%zu].%s must be a string", i, k);
-            }
-        }
-        return 0;
-    default:
-        return 0;
-    }
-}
 
 /* Query parameters: only those the route takes (400 otherwise). */
 static int parse_query(struct sv_server *s, const char *query, enum sv_route_id id, double *wait, char *vm,
@@ -938,10 +695,11 @@ static int parse_query(struct sv_server *s, const char *query, enum sv_route_id 
         return 0;
     TAILQ_INIT(&q);
     if (evhttp_parse_query_str(query, &q) < 0)
-        return bad(err, 400, "malformed query string");
+        return sv_request_bad(err, 400, "malformed query string");
     TAILQ_FOREACH(kv, &q, next) {
         if (!known || strcmp(kv->key, known)) {
-            r = bad(err, 400, "unknown query parameter '%.100s' (known: %s)", kv->key, known ? known : "none");
+            r = sv_request_bad(err, 400,
+                               "unknown query parameter '%.100s' (known: %s)", kv->key, known ? known : "none");
             break;
         }
         if (!strcmp(kv->key, "wait")) {
@@ -950,13 +708,14 @@ static int parse_query(struct sv_server *s, const char *query, enum sv_route_id 
             errno = 0;
             w = strtod(kv->value, &end);
             if (errno || end == kv->value || *end || !isfinite(w) || w < 0 || w > s->o.wait_max_s) {
-                r = bad(err, 400, "wait=%.100s: not a number of seconds from 0 to %g", kv->value, s->o.wait_max_s);
+                r = sv_request_bad(err, 400,
+                                   "wait=%.100s: not a number of seconds from 0 to %g", kv->value, s->o.wait_max_s);
                 break;
             }
             *wait = w;
         } else if (!strcmp(kv->key, "vm")) {
             if (!*kv->value || strlen(kv->value) >= vmlen) {
-                r = bad(err, 400, "vm=: a VM name of 1 to %zu bytes", vmlen - 1);
+                r = sv_request_bad(err, 400, "vm=: a VM name of 1 to %zu bytes", vmlen - 1);
                 break;
             }
             snprintf(vm, vmlen, "%s", kv->value);
@@ -1100,7 +859,7 @@ static void do_operation(struct sv_server *s, struct evhttp_request *req, const 
                 respond_op(s, req, route, t0, o, wait_s, false);
                 return;
             }
-            if ((rec = archive_read(s, first))) {
+            if ((rec = sv_archive_read(s->archive_dir, first, s->prefix))) {
                 reply_archived(s, req, route, t0, rec, false);
                 return;
             }
@@ -1152,7 +911,7 @@ static void do_operation(struct sv_server *s, struct evhttp_request *req, const 
         return;
     }
     if (key) {
-        archive_write(s, op); /* before the key: a key never names an operation nobody kept */
+        keep(s, op); /* before the key: a key never names an operation nobody kept */
         if (sv_idem_put(s->idem, key, fp, sv_op_id(op), wall_now(), &e) < 0)
             slog(s, SV_LOG_WARNING, "Idempotency-Key not kept: %s", e.message);
     }
@@ -1218,7 +977,7 @@ static void on_request(struct evhttp_request *req, void *arg)
             reply_smmu_error(s, req, route, t0, 400, &e);
             return;
         }
-        if ((code = check_body(m.route->id, body, &e))) {
+        if ((code = sv_request_check_body(m.route->id, body, &e))) {
             json_decref(body);
             reply_smmu_error(s, req, route, t0, code, &e);
             return;
@@ -1229,7 +988,9 @@ static void on_request(struct evhttp_request *req, void *arg)
         reply_json(s, req, route, t0, 200, json_pack("{s:b}", "ok", 1), NULL, NULL);
         break;
     case SV_R_READYZ:
-        if (s->b->ops->ready(s->b))
+        if (s->stopping)
+            reply_error(s, req, route, t0, 503, -ESHUTDOWN, "not ready: the daemon is stopping");
+        else if (s->b->ops->ready(s->b))
             reply_json(s, req, route, t0, 200, json_pack("{s:b,s:b}", "ok", 1, "ready", 1), NULL, NULL);
         else
             reply_error(s, req, route, t0, 503, -EAGAIN,
@@ -1295,7 +1056,7 @@ static void on_request(struct evhttp_request *req, void *arg)
             wait_s = 0; /* GET answers at once unless asked to wait */
         if (op)
             respond_op(s, req, route, t0, op, wait_s, true);
-        else if ((rec = archive_read(s, m.id)))
+        else if ((rec = sv_archive_read(s->archive_dir, m.id, s->prefix)))
             reply_archived(s, req, route, t0, rec, true);
         else
             reply_error(s, req, route, t0, 404, -ENOENT, "no operation '%s' (operations are kept 1 h after they end)",
@@ -1344,7 +1105,7 @@ int sv_server_new(struct sv_server **out, struct event_base *base, struct sv_bac
         goto fail;
     }
     s->archive_dir = strdup(path);
-    archive_prune(s);
+    sv_archive_prune(s->archive_dir);
     snprintf(path, sizeof(path), "%s/idempotency.json", s->state_dir);
     if ((r = sv_idem_open(&s->idem, path, SV_IDEM_TTL_S, wall_now(), err)) < 0)
         goto fail;
@@ -1370,7 +1131,7 @@ int sv_server_new(struct sv_server **out, struct event_base *base, struct sv_bac
     evhttp_set_timeout_tv(s->http, &idle);
     evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_gencb(s->http, on_request, s);
-    if ((r = bind_unix(s->listen_path, s->group, &fd, err)) < 0)
+    if ((r = sv_listen_unix(s->listen_path, s->group, &fd, err)) < 0)
         goto fail;
     s->listener = evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
     if (!s->listener) {

@@ -1,12 +1,14 @@
-/* fuzz_request.c — the daemon's request parsing (src/serve/api.c): input = "METHOD PATH\n" + body. The
- * route is matched (200 / 404 / 405 / 400); for a matched route with a body the body is parsed against the
- * route's members, and every failure must leave a message and an error body that serialises. No crash, no
+/* fuzz_request.c — the daemon's request parsing (src/serve/api.c, request.c): input = "METHOD PATH\n" + body.
+ * The route is matched (200 / 404 / 405 / 400); for a matched route with a body the body is parsed against
+ * the route's members and then checked member by member (400 / 422), and every failure must leave a message
+ * and an error body that serialises. No crash, no
  * leak, no read past the input. (evhttp parses the HTTP framing itself; this covers what we parse.) */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "serve/api.h"
+#include "serve/request.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -45,6 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             json_decref(e);
         } else if (!json_is_object(o)) {
             abort();
+        } else {
+            int st = sv_request_check_body(m.route->id, o, &err);
+            if (st != 0 && ((st != 400 && st != 422) || !err.message[0]))
+                abort();
         }
         json_decref(o);
     }

@@ -764,6 +764,10 @@ static void test_shutdown(void **state)
     assert_int_equal(htc_read_response(keep, &r, BOUND), 0);
     assert_int_equal(r.status, 503);
     htc_resp_free(&r);
+    assert_int_equal(htc_send_request(keep, "GET", "/readyz", NULL, NULL), 0); /* not ready while stopping */
+    assert_int_equal(htc_read_response(keep, &r, BOUND), 0);
+    assert_int_equal(r.status, 503);
+    htc_resp_free(&r);
     assert_false(done);
     /* the in-flight operation finishes: its waiter gets 200, then the server is done */
     fake_backend_finish(t->fb, fake_backend_held(t->fb), SV_OP_DONE);
