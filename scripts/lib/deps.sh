@@ -3,12 +3,13 @@
 
 # Packages for: building (compiler, cmake, libraries), tests (cmocka), the valgrind pass, libFuzzer
 # (clang-14 + its runtime), helper scripts (python3), the packaging test (dpkg-dev: cpack's dpkg-shlibdeps;
-# binutils: objdump; build-essential brings both, listed for what they are used for). QEMU 11 is not here: scripts/install-qemu11.
+# binutils: objdump; build-essential brings both, listed for what they are used for), the man page test
+# (groff-base: groff). QEMU 11 is not here: scripts/install-qemu11.
 SMMU_DEPS_PACKAGES=(
     build-essential cmake pkg-config
     libjansson-dev libevent-dev libxml2-dev libcmocka-dev
     valgrind clang clang-14 libclang-rt-14-dev
-    python3 dpkg-dev binutils
+    python3 dpkg-dev binutils groff-base
 )
 
 # smmu_deps_missing PKG... — print the packages (one a line) that dpkg does not have installed.
