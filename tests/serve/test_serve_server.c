@@ -123,6 +123,14 @@ static void register_vm(struct T *t, const char *vm)
     htc_resp_free(&r);
 }
 
+/* Pump until the server counts n connections (the count must not leak: it bounds them). */
+static void await_connections(struct T *t, int n)
+{
+    for (int i = 0; i < 500 && sv_server_connections(t->s) != n; i++)
+        htc_pump(t->base);
+    assert_int_equal(sv_server_connections(t->s), n);
+}
+
 static void emit(struct T *t, const char *vm, const char *type, json_t *data /* stolen */)
 {
     fake_backend_emit(t->fb, vm, type, data);
@@ -170,6 +178,8 @@ static void test_health_ready_and_routing(void **state)
     assert_int_equal(req(t, "POST", "/v1/vms/a/attach?wait=-1", NULL, "{\"devices\":[\"0009:01:00.0\"]}", &r), 400);
     htc_resp_free(&r);
     assert_int_equal(fake_backend_submitted(t->fb), 0);
+    /* every request had its own connection, closed after the reply: none stays counted */
+    await_connections(t, 0);
 }
 
 static void test_vm_registration(void **state)
@@ -644,6 +654,9 @@ static void test_stalled_client(void **state)
     htc_resp_free(&r);
     assert_int_equal(htc_wait_closed(slow, BOUND), 0);
     htc_close(slow);
+    await_connections(t, 1); /* the fast one, kept alive */
+    assert_int_equal(htc_wait_closed(fast, BOUND), 0); /* and cut once idle */
+    await_connections(t, 0);
     htc_close(fast);
     assert_int_equal(fake_backend_submitted(t->fb), 0);
 }
@@ -679,8 +692,9 @@ static void test_connection_bound(void **state)
         htc_pump(t->base);
     assert_int_equal(req(t, "GET", "/healthz", NULL, NULL, &r), 200);
     htc_resp_free(&r);
-    htc_close(c[1]);
+    htc_close(c[1]); /* kept-alive clients leaving */
     htc_close(c[2]);
+    await_connections(t, 0);
 }
 
 /* ---- the socket ---- */
