@@ -45,12 +45,23 @@ def pxb(bus_nr, numa, addr):
             P("bus_nr", "uint8", bus_nr), P("numa_node", "uint16", numa)]
 
 
-def root_port(path, bus, chassis, port, addr, busnr, secname, hotplug=True):
-    return [P("type", "string", "pcie-root-port"), P("parent_bus", "link<bus>", bus), P("realized", "bool", True),
-            P("hotplugged", "bool", False), P("hotpluggable", "bool", False), P("busnr", "busnr", busnr),
-            P("addr", "str", addr), P("multifunction", "bool", False), P("port", "uint8", port),
-            P("hotplug", "bool", hotplug), P("slot", "uint16", 0), P("chassis", "uint8", chassis),
-            P(secname, "child<PCIE>", path + "/" + secname)]
+U64_UNSET = 18446744073709551615  # what QEMU reports for an unset "size" reserve (bus-reserve: 4294967295)
+
+
+def root_port(path, bus, chassis, port, addr, busnr, secname, hotplug=True, reserves=None):
+    """reserves: {"pref64-reserve": bytes, …} — then all five reserve properties are listed, the others unset,
+    in QEMU's order and types (as real QEMU 11.1.3 lists them; QEMU 10 has the same properties)."""
+    props = [P("type", "string", "pcie-root-port"), P("parent_bus", "link<bus>", bus), P("realized", "bool", True),
+             P("hotplugged", "bool", False), P("hotpluggable", "bool", False), P("busnr", "busnr", busnr),
+             P("addr", "str", addr), P("multifunction", "bool", False), P("port", "uint8", port),
+             P("hotplug", "bool", hotplug), P("slot", "uint16", 0), P("chassis", "uint8", chassis)]
+    if reserves is not None:
+        props += [P("mem-reserve", "size", reserves.get("mem-reserve", U64_UNSET)),
+                  P("bus-reserve", "uint32", reserves.get("bus-reserve", 4294967295)),
+                  P("pref64-reserve", "size", reserves.get("pref64-reserve", U64_UNSET)),
+                  P("io-reserve", "size", reserves.get("io-reserve", U64_UNSET)),
+                  P("pref32-reserve", "size", reserves.get("pref32-reserve", U64_UNSET))]
+    return props + [P(secname, "child<PCIE>", path + "/" + secname)]
 
 
 def vfio(bus, host, iommufd, hotplugged, sysfsdev=""):
@@ -94,10 +105,12 @@ class Model:
             self.objs[path] = props
         return path
 
-    def add_port(self, container, name, bus, chassis, port, addr, busnr, occupant=None, driver=None, secname=None):
+    def add_port(self, container, name, bus, chassis, port, addr, busnr, occupant=None, driver=None, secname=None,
+                 reserves=None):
         path = container + "/" + name
         secname = secname or name
-        self.add(container, name, "pcie-root-port", root_port(path, bus, chassis, port, addr, busnr, secname))
+        self.add(container, name, "pcie-root-port", root_port(path, bus, chassis, port, addr, busnr, secname,
+                                                              reserves=reserves))
         self.objs[path + "/" + secname] = sec_bus(occupant, driver)
         return path
 
@@ -265,7 +278,8 @@ def model_qemu10_no_list_get():
     b1 = PXB_HOST["pcie.1"] + "/pcie.1"
     m.add_port(pp, "rp1a", b1, 1, 1, 0, 252, pp + "/hostdev0", "vfio-pci")
     m.add_port(pp, "rp0", ROOT_BUS, 8, 8, 16, 0, pp + "/coldnic", "e1000e")
-    m.add_port(pp, "rp0b", ROOT_BUS, 8, 9, 24, 0)
+    # the fallback fetches the resource reserve properties one qom-get each (issue 12)
+    m.add_port(pp, "rp0b", ROOT_BUS, 8, 9, 24, 0, reserves={"pref64-reserve": 64 << 30, "bus-reserve": 2})
     # named by sysfsdev= instead of host=
     m.add(pp, "hostdev0", "vfio-pci", vfio(pp + "/rp1a/rp1a", "", "/objects/iommufd0", False,
                                            "/sys/bus/pci/devices/0009:01:00.0"))
@@ -331,7 +345,7 @@ def main():
         "SYNTHETIC: QEMU 10.0.2 — no qom-list-get (CommandNotFound, added in 10.1) and no user-creatable",
         "arm-smmuv3 (10.2): discovery falls back to qom-list + qom-get and finds no vSMMU. A pxb-pcie pcie.1",
         "with rp1a holding a cold-plugged vfio-pci (sysfsdev=/sys/bus/pci/devices/0009:01:00.0, no host), rp0",
-        "(pcie.0) with e1000e coldnic, free rp0b, an anonymous",
+        "(pcie.0) with e1000e coldnic, free rp0b (pref64-reserve=64G, bus-reserve=2: their qom-gets), an anonymous",
         "root port. Why synthetic: only QEMU 11 is installed here.",
         gen % "topology --json"])
     for name, what, fn in MALFORMED:

@@ -167,7 +167,7 @@ static void test_facts_bind_from_interrupted_txn(void **state)
     }
 }
 
-/* ---- QEMU 10.0: no qom-list-get, no arm-smmuv3 ---- */
+/* ---- QEMU 10.0: no qom-list-get, no arm-smmuv3; rp0b's reserves come one qom-get each ---- */
 
 static const char *QEMU10_JSON =
     "{'qemu':{'major':10,'minor':0,'micro':2},'vsmmus':[],"
@@ -176,7 +176,8 @@ static const char *QEMU10_JSON =
     "                {'id':'rp0','path':'/machine/peripheral/rp0','bus':'pcie.0','chassis':8,'port':8,"
     "                 'hotplug':true,'occupant':{'id':'coldnic','driver':'e1000e'}" NORES "},"
     "                {'id':'rp0b','path':'/machine/peripheral/rp0b','bus':'pcie.0','chassis':8,'port':9,"
-    "                 'hotplug':true,'occupant':null" NORES "},"
+    "                 'hotplug':true,'occupant':null,'pref64_reserve':68719476736,'mem_reserve':null,"
+    "                 'pref32_reserve':null,'io_reserve':null,'bus_reserve':2},"
     "                {'id':null,'path':'/machine/peripheral-anon/device[0]','bus':'pcie.0','chassis':9,'port':0,"
     "                 'hotplug':true,'occupant':null" NORES "}],"
     " 'iommufds':['iommufd0'],"
