@@ -766,15 +766,42 @@ static void do_vms(struct sv_server *s, struct evhttp_request *req, const char *
     reply_json(s, req, route, t0, 200, json_pack("{s:o}", "vms", arr), NULL, NULL);
 }
 
+/* Idempotency-Key on a request that is no operation (the registration PUT, idempotent by itself): the key is
+ * kept so that it cannot name another request later. 0 go on (remember with idem_remember), else the status
+ * already answered. */
+static int idem_gate(struct sv_server *s, struct evhttp_request *req, const char *route, double t0,
+                     const char *key, uint64_t fp)
+{
+    const char *first = NULL;
+    int r = sv_idem_check(s->idem, key, fp, wall_now(), &first);
+    if (r == -EINVAL) {
+        reply_error(s, req, route, t0, 400, -EINVAL, "Idempotency-Key: 1 to %d visible ASCII characters",
+                    SV_IDEM_KEY_MAX);
+        return 400;
+    }
+    if (r == -EEXIST) {
+        reply_error(s, req, route, t0, 422, -EEXIST,
+                    "Idempotency-Key '%.255s' was used for another request (method, path or body differ)", key);
+        return 422;
+    }
+    return 0;
+}
+
 static void do_vm_put(struct sv_server *s, struct evhttp_request *req, const char *route, double t0,
-                      const char *vm, const json_t *body)
+                      const char *vm, const json_t *body, const char *key)
 {
     struct smmu_error e = SMMU_ERROR_INIT;
     bool created = false;
     const char *qmp = json_string_value(json_object_get(body, "qmp"));
     bool fd_pass = json_is_true(json_object_get(body, "fd_pass"));
-    int r = s->b->ops->vm_register(s->b, vm, qmp, fd_pass, &created, &e);
+    uint64_t fp = key ? sv_idem_fingerprint("PUT", evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)), body) : 0;
+    int r;
     json_t *info;
+    if (key && idem_gate(s, req, route, t0, key, fp))
+        return;
+    r = s->b->ops->vm_register(s->b, vm, qmp, fd_pass, &created, &e);
+    if (r == 0 && key && sv_idem_put(s->idem, key, fp, "registration", wall_now(), &e) < 0)
+        slog(s, SV_LOG_WARNING, "Idempotency-Key not kept: %s", e.message);
     if (r < 0) {
         if (r == -EEXIST && !e.message[0])
             smmu_error_set(&e, r, "VM '%s' is registered with another body", vm);
@@ -841,18 +868,9 @@ static void do_operation(struct sv_server *s, struct evhttp_request *req, const 
     if (key) {
         const char *first = NULL;
         fp = sv_idem_fingerprint(method_of(req), evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)), body);
-        r = sv_idem_check(s->idem, key, fp, wall_now(), &first);
-        if (r == -EINVAL) {
-            reply_error(s, req, route, t0, 400, -EINVAL,
-                        "Idempotency-Key: 1 to %d visible ASCII characters", SV_IDEM_KEY_MAX);
+        if (idem_gate(s, req, route, t0, key, fp))
             return;
-        }
-        if (r == -EEXIST) {
-            reply_error(s, req, route, t0, 422, -EEXIST,
-                        "Idempotency-Key '%.255s' was used for another request (method, path or body differ)", key);
-            return;
-        }
-        if (r == 1) {
+        if (sv_idem_check(s->idem, key, fp, wall_now(), &first) == 1) {
             struct sv_op *o = sv_ops_find(s->ops, first);
             json_t *rec;
             if (o) {
@@ -1020,7 +1038,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         if (s->stopping)
             reply_error(s, req, route, t0, 503, -ESHUTDOWN, "the daemon is stopping");
         else
-            do_vm_put(s, req, route, t0, m.vm, body);
+            do_vm_put(s, req, route, t0, m.vm, body, evhttp_find_header(in, "Idempotency-Key"));
         break;
     case SV_R_VM_GET: {
         json_t *info = s->b->ops->vm_info(s->b, m.vm, true);

@@ -433,6 +433,17 @@ static void test_idempotency_key(void **state)
     htc_resp_free(&r);
     assert_int_equal(req(t, "POST", "/v1/vms/a/attach", "Idempotency-Key: \001\r\n", body, &r), 400);
     htc_resp_free(&r);
+    /* on the registration PUT (idempotent by itself) the key is kept too: it cannot name another request */
+    assert_int_equal(req(t, "PUT", "/v1/vms/b", "Idempotency-Key: r1\r\n", "{\"qmp\":\"unix:/b\"}", &r), 201);
+    htc_resp_free(&r);
+    assert_int_equal(req(t, "PUT", "/v1/vms/b", "Idempotency-Key: r1\r\n", "{\"qmp\":\"unix:/b\"}", &r), 200);
+    htc_resp_free(&r);
+    assert_int_equal(req(t, "PUT", "/v1/vms/b", "Idempotency-Key: r1\r\n", "{\"qmp\":\"unix:/c\"}", &r), 422);
+    htc_resp_free(&r);
+    assert_int_equal(req(t, "PUT", "/v1/vms/b", "Idempotency-Key: k1\r\n", "{\"qmp\":\"unix:/b\"}", &r), 422);
+    htc_resp_free(&r);
+    assert_int_equal(req(t, "POST", "/v1/vms/b/attach", "Idempotency-Key: r1\r\n", body, &r), 422);
+    htc_resp_free(&r);
     assert_int_equal(fake_backend_submitted(t->fb), 1);
     /* two requests with one key while the first still runs: one operation */
     fake_backend_next(t->fb, FAKE_HOLD);
