@@ -64,6 +64,8 @@ struct smmu_vm {
     unsigned long rgen;          /* kgen when the reconcile's discovery started */
     unsigned long discoveries;
     bool settling;               /* rtxn is a settle (status after DEVICE_DELETED), not a connect's reconcile */
+    bool settle_due;             /* a DEVICE_DELETED named a device the journal has unplug-pending */
+    bool sgather;                /* discovering for a settle (the kept topology was not known) */
 };
 
 static void vm_kick(smmu_vm *vm);
@@ -312,6 +314,11 @@ static void vm_dev_deleted(qmp_client *c, const char *event, json_t *data, json_
     if (!event || vm->dying)
         return;
     vm->kgen++;
+    const char *did = json_string_value(json_object_get(data, "device"));
+    json_t *jd = did && vm->j ? smmu_journal_find_device(vm->j, did) : NULL;
+    const char *jst = json_string_value(json_object_get(jd, "state"));
+    if (jst && !strcmp(jst, "unplug-pending"))
+        vm->settle_due = true;
     if (!vm->kt_valid || !path)
         goto out;
     for (size_t i = 0; i < t->n_ports; i++) {
@@ -337,7 +344,7 @@ static void vm_dev_deleted(qmp_client *c, const char *event, json_t *data, json_
         }
     }
 out:
-    if (!vm->rtxn && (!vm->head || vm->head->phase == OP_QUEUED))
+    if (!vm->rtxn && !vm->sgather && (!vm->head || vm->head->phase == OP_QUEUED))
         vm_kick(vm);
 }
 
@@ -789,35 +796,34 @@ static void vm_state_cb(qmp_client *c, int err, const struct smmu_error *e, void
     if (err == 0 || c != vm->c || vm->dying)
         return;
     vm_set_state(vm, SMMU_VM_LOST);
-    if ((vm->head && vm->head->phase != OP_QUEUED) || vm->rtxn)
+    if ((vm->head && vm->head->phase != OP_QUEUED) || vm->rtxn || vm->sgather)
         return;
     vm_kick(vm); /* from the loop: the client may not be freed inside its own callback chain here */
 }
 
 /* opts.keep_facts: a journal device whose unplug is pending and that QEMU no longer has (its DEVICE_DELETED
  * came between requests) is settled now, by `recover` on the kept facts (nothing discovered). */
-static bool vm_maybe_settle(smmu_vm *vm)
+/* Is a journal device's pending unplug finished (QEMU no longer has it)? */
+static bool vm_settle_due(smmu_vm *vm, const struct smmu_topology *t)
 {
-    struct smmu_txn_opts to;
-    struct smmu_error e = SMMU_ERROR_INIT;
     size_t i;
     json_t *d;
-    bool due = false;
-    if (!vm->o.keep_facts || !vm->kt_valid || vm->state != SMMU_VM_READY || vm->rtxn || !vm->j ||
-        (vm->head && vm->head->phase != OP_QUEUED))
-        return false;
     json_array_foreach(smmu_journal_devices(vm->j), i, d) {
         const char *st = json_string_value(json_object_get(d, "state"));
         const char *id = json_string_value(json_object_get(d, "id"));
-        if (st && id && !strcmp(st, "unplug-pending") && smmu_topology_find_vfio(&vm->kt, id) < 0)
-            due = true;
+        if (st && id && !strcmp(st, "unplug-pending") && smmu_topology_find_vfio(t, id) < 0)
+            return true;
     }
-    if (!due)
-        return false;
-    if (smmu_facts_from_topology(&vm->kt, vm->sysfs, vm->j, &vm->rfacts, &e) < 0)
-        return false;
+    return false;
+}
+
+/* `recover` on vm->rfacts (filled): the settle's transaction. */
+static bool vm_settle_start(smmu_vm *vm)
+{
+    struct smmu_txn_opts to;
     vm_txn_opts(vm, NULL, &to);
     vm->settling = true;
+    vm->settle_due = false;
     if (smmu_txn_status_start(&vm->c, vm->j, &vm->rfacts, true, &to, &vm->rres, vm_reconciled, vm, &vm->rtxn) < 0) {
         vm->settling = false;
         smmu_facts_free(&vm->rfacts);
@@ -826,11 +832,61 @@ static bool vm_maybe_settle(smmu_vm *vm)
     return true;
 }
 
+static void vm_settle_facts(int err, const struct smmu_error *e, void *payload)
+{
+    smmu_vm *vm = payload;
+    (void)e;
+    vm->sgather = false;
+    if (err == 0 && (vm->dying || !vm_settle_due(vm, &vm->rfacts.topo))) {
+        if (!vm->dying && vm->rgen == vm->kgen)
+            vm_keep_topology(vm, &vm->rfacts.topo);
+        smmu_facts_free(&vm->rfacts);
+        err = -1;
+    } else if (err == 0) {
+        if (vm->rgen == vm->kgen)
+            vm_keep_topology(vm, &vm->rfacts.topo);
+        if (vm_settle_start(vm))
+            return;
+    }
+    if (!vm->dying)
+        vm_kick(vm);
+}
+
+/* opts.keep_facts: a journal device whose unplug is pending and that QEMU no longer has (its DEVICE_DELETED
+ * came between requests) is settled now, by `recover` on the kept facts — or, when the kept topology is not
+ * known, on a discovery made for it. */
+static bool vm_maybe_settle(smmu_vm *vm)
+{
+    struct smmu_error e = SMMU_ERROR_INIT;
+    if (!vm->o.keep_facts || vm->state != SMMU_VM_READY || vm->rtxn || vm->sgather || !vm->j ||
+        (vm->head && vm->head->phase != OP_QUEUED))
+        return false;
+    if (!vm->kt_valid) {
+        if (!vm->settle_due)
+            return false;
+        vm->settle_due = false;
+        vm->rgen = vm->kgen;
+        vm->discoveries++;
+        vm->sgather = true;
+        if (smmu_facts_gather_start(vm->c, vm->sysfs, vm->j, &vm->rfacts, vm_settle_facts, vm, &e) < 0) {
+            vm->sgather = false;
+            return false;
+        }
+        return true;
+    }
+    if (!vm_settle_due(vm, &vm->kt))
+        return false;
+    if (smmu_facts_from_topology(&vm->kt, vm->sysfs, vm->j, &vm->rfacts, &e) < 0)
+        return false;
+    return vm_settle_start(vm);
+}
+
 static void vm_kick_cb(evutil_socket_t fd, short what, void *arg)
 {
     smmu_vm *vm = arg;
     (void)fd; (void)what;
-    if (vm->state == SMMU_VM_LOST && !vm->rc && (!vm->head || vm->head->phase == OP_QUEUED) && !vm->rtxn) {
+    if (vm->state == SMMU_VM_LOST && !vm->rc && (!vm->head || vm->head->phase == OP_QUEUED) && !vm->rtxn &&
+        !vm->sgather) {
         qmp_client_free(vm->c);
         vm->c = NULL;
         vm_log(vm, 1, "connection to QEMU lost; reconnecting to %s", vm->addr);
@@ -852,7 +908,7 @@ static void vm_kick(smmu_vm *vm)
 static void vm_run(smmu_vm *vm)
 {
     struct smmu_op *op = vm->head;
-    if (vm->dying || !op || op->phase != OP_QUEUED || vm->rtxn)
+    if (vm->dying || !op || op->phase != OP_QUEUED || vm->rtxn || vm->sgather)
         return;
     if (vm->state == SMMU_VM_CLOSED) {
         vm_close_all(vm, vm->conn_stage, &vm->conn_err);

@@ -929,6 +929,52 @@ static void test_stall_isolated(void **state)
     world_free(w);
 }
 
+/* A pending unplug released while the kept topology is not known (an event the daemon cannot follow made it
+ * forget it): the release is settled on a discovery made for it, with no request. */
+static void test_settle_without_kept_topology(void **state)
+{
+    struct world *w = world_new();
+    struct simh *h = NULL;
+    struct opx x = {0};
+    (void)state;
+    assert_int_equal(simh_start_vms(&h, 1, sim_args(w, NULL)), 0);
+    assert_int_equal(simh_unplug(h, "{\"mode\":\"never\"}"), 0);
+    backend_open(w);
+    reg(w, "vm0", simh_qmp_path(h));
+    wait_connected(w, 1, (const char *[]){"vm0"});
+    smmu_vm *vm = sv_backend_engine_vm(w->b, "vm0");
+    submit(w, "vm0", SV_VERB_ATTACH, "{\"devices\":[\"0009:01:00.0\"]}", &x);
+    wait_op(w, &x, 1);
+    assert_int_equal(x.last.state, SV_OP_DONE);
+    submit(w, "vm0", SV_VERB_DETACH, "{\"devices\":[\"0009:01:00.0\"],\"unplug_timeout\":0}", &x);
+    wait_op(w, &x, 2);
+    assert_int_equal(x.last.state, SV_OP_PENDING);
+    /* a DEVICE_DELETED for a root port: not something the kept topology can follow */
+    json_decref(simh_control(h, "{\"cmd\":\"event\",\"event\":\"DEVICE_DELETED\",\"data\":{\"device\":\"rp1b\","
+                                "\"path\":\"/machine/peripheral/rp1b\"}}"));
+    while (smmu_vm_topology(vm))
+        if (event_base_loop(w->base, EVLOOP_ONCE) != 0)
+            fail_msg("loop ran dry");
+    unsigned long disc = smmu_vm_discoveries(vm);
+    assert_int_equal(simh_unplug(h, "{\"id\":\"hostdev-0009-01-00.0\",\"mode\":\"event\",\"delay_ms\":1}"), 0);
+    wait_op(w, &x, 3);
+    assert_int_equal(x.last.state, SV_OP_DONE);
+    assert_int_equal(smmu_vm_discoveries(vm), disc + 1);
+    assert_non_null(smmu_vm_topology(vm)); /* known again, from that discovery */
+    assert_int_equal(journal_devices(w, "vm0"), 0);
+    assert_int_equal(count_ev(w, "vm0", "device.detached", DEVID), 1);
+    char *d = daemon_topology(w, "vm0");
+    unregister(w, "vm0");
+    char *c = cli_topology(w, h, "vm0");
+    assert_string_equal(d, c);
+    free(d);
+    free(c);
+    opx_fini(&x);
+    backend_close(w);
+    simh_stop(h);
+    world_free(w);
+}
+
 /* ---- the desired-state verb ---- */
 
 struct opfinal {
@@ -1091,6 +1137,7 @@ int main(void)
         cmocka_unit_test(test_backend_restart_recovers),
         cmocka_unit_test(test_stall_isolated),
         cmocka_unit_test(test_desired_state),
+        cmocka_unit_test(test_settle_without_kept_topology),
         cmocka_unit_test(test_unreachable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
