@@ -128,8 +128,9 @@ void smmu_plan_port_fit(const struct smmu_rootport *rp, const struct smmu_host_d
  * into buf. "" when it fits. */
 void smmu_plan_fit_str(const struct smmu_rootport *rp, const struct smmu_fit *f, char *buf, size_t len);
 /* The QEMU option that would make a port fit ("pref64-reserve=256G,mem-reserve=16M" — the part to add to the
- * port's -device pcie-root-port) into buf; "" when it fits. */
-void smmu_plan_fit_fix(const struct smmu_fit *f, char *buf, size_t len);
+ * port's -device pcie-root-port; "… instead of pref32-reserve" when the port has one, which QEMU refuses
+ * together with pref64-reserve) into buf; "" when it fits. */
+void smmu_plan_fit_fix(const struct smmu_rootport *rp, const struct smmu_fit *f, char *buf, size_t len);
 /* ---- a domain definition against the live VM (src/plan/domain.c) ---- */
 struct smmu_domain_issue {
     char kind[24];          /* missing-pxb, extra-pxb, bus-nr, numa, missing-root-port, extra-root-port,

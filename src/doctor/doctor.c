@@ -353,7 +353,7 @@ static void dr_port_windows(struct smmu_doctor *d, const struct smmu_topology *t
                                    pl->fits ? "" : " (no other free port fits it either)");
         if (!pl->fits) {
             warn = true;
-            smmu_plan_fit_fix(&fit, fixes, sizeof(fixes));
+            smmu_plan_fit_fix(rp, &fit, fixes, sizeof(fixes));
         }
     }
     if (!nf && !nb)

@@ -43,7 +43,15 @@ void smmu_plan_fit_str(const struct smmu_rootport *rp, const struct smmu_fit *f,
     if (!f->pref_ok) {
         smmu_host_size_str(f->need_pref64, need, sizeof(need));
         fit_have(&rp->pref64_reserve, have, sizeof(have));
-        n += (size_t)snprintf(buf + n, len - n, "pref64-reserve %s, the 64-bit prefetchable BARs need %s", have, need);
+        if (rp->pref32_reserve.set && !rp->pref64_reserve.set) {
+            char p32[32];
+            smmu_host_size_str(rp->pref32_reserve.value, p32, sizeof(p32));
+            n += (size_t)snprintf(buf + n, len - n, "pref64-reserve unset (pref32-reserve %s), the 64-bit "
+                                  "prefetchable BARs need %s", p32, need);
+        } else {
+            n += (size_t)snprintf(buf + n, len - n, "pref64-reserve %s, the 64-bit prefetchable BARs need %s", have,
+                                  need);
+        }
     }
     if (!f->mem_ok && n < len) {
         smmu_host_size_str(f->need_mem, need, sizeof(need));
@@ -67,16 +75,18 @@ static void fit_qemu_size(uint64_t v, char *buf, size_t len)
         snprintf(buf, len, "%" PRIu64 "%c", v, units[u]);
 }
 
-void smmu_plan_fit_fix(const struct smmu_fit *f, char *buf, size_t len)
+void smmu_plan_fit_fix(const struct smmu_rootport *rp, const struct smmu_fit *f, char *buf, size_t len)
 {
     char a[32], b[32];
+    /* QEMU refuses pref32-reserve with pref64-reserve ("PREF32 and PREF64 conflict"): the one replaces the other */
+    const char *instead = !f->pref_ok && rp->pref32_reserve.set ? " instead of pref32-reserve" : "";
     buf[0] = 0;
     fit_qemu_size(f->need_pref64, a, sizeof(a));
     fit_qemu_size(f->need_mem, b, sizeof(b));
     if (!f->pref_ok && !f->mem_ok)
-        snprintf(buf, len, "pref64-reserve=%s,mem-reserve=%s", a, b);
+        snprintf(buf, len, "pref64-reserve=%s,mem-reserve=%s%s", a, b, instead);
     else if (!f->pref_ok)
-        snprintf(buf, len, "pref64-reserve=%s", a);
+        snprintf(buf, len, "pref64-reserve=%s%s", a, instead);
     else if (!f->mem_ok)
         snprintf(buf, len, "mem-reserve=%s", b);
 }

@@ -174,7 +174,7 @@ static void place_fit(const struct plan_ctx *c, const struct smmu_host_dev *dev,
     if (f.fits)
         return;
     smmu_plan_fit_str(rp, &f, what, sizeof(what));
-    smmu_plan_fit_fix(&f, fix, sizeof(fix));
+    smmu_plan_fit_fix(rp, &f, fix, sizeof(fix));
     snprintf(pl->fit, sizeof(pl->fit),
              "%s on %s: no free root port %s%s has windows that fit its BARs (%s); the guest may not be able to "
              "assign them. Fix: launch the VM with %s on a pcie-root-port there (libvirt: <qemu:override> of the "

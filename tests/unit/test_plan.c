@@ -749,7 +749,7 @@ static void test_fit_needs(void **state)
     smmu_plan_fit_str(&rp, &f, buf, sizeof(buf));
     assert_string_equal(buf, "pref64-reserve unset, the 64-bit prefetchable BARs need 256 GiB; "
                              "mem-reserve unset, the other memory BARs need 16 MiB");
-    smmu_plan_fit_fix(&f, buf, sizeof(buf));
+    smmu_plan_fit_fix(&rp, &f, buf, sizeof(buf));
     assert_string_equal(buf, "pref64-reserve=256G,mem-reserve=16M");
     rp.pref64_reserve = (struct smmu_reserve){true, 256ull << 30};
     rp.mem_reserve = (struct smmu_reserve){true, 8ull << 20};
@@ -766,6 +766,10 @@ static void test_fit_needs(void **state)
     rp.pref32_reserve = (struct smmu_reserve){true, 1ull << 31};
     smmu_plan_port_fit(&rp, &d, &f);
     assert_false(f.pref_ok);
+    smmu_plan_fit_str(&rp, &f, buf, sizeof(buf));
+    assert_string_equal(buf, "pref64-reserve unset (pref32-reserve 2 GiB), the 64-bit prefetchable BARs need 256 GiB");
+    smmu_plan_fit_fix(&rp, &f, buf, sizeof(buf));
+    assert_string_equal(buf, "pref64-reserve=256G instead of pref32-reserve");
 }
 
 /* smmuv3.1 has rp1a (lowest, no windows) and rp1b (windows that fit): rp1b wins; with rp1b too small, rp1a
