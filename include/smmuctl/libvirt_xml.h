@@ -73,9 +73,11 @@ void smmu_lvxml_alias(const char *id, char *out, size_t n);
  * port is already named pci.N with N = 1..M (a VM libvirt or `layout` made); else they are renumbered densely
  * (libvirt fills gaps in the indexes with extra root ports, which would change the topology), pxbs first, and
  * each rename is noted. <iommu>s follow iommuK ids when the vSMMUs are named iommu0..n-1, else QEMU's
- * identifier order. What cannot be described (anonymous devices, a port on another kind of bus, a device passed
- * by fd whose host QOM does not show) is left out with a note. Returns 0, -ENOMEM (err set). */
-int smmu_lvxml_from_topology(const struct smmu_topology *t, struct smmu_lvxml *out, struct smmu_error *err);
+ * identifier order. known (may be NULL) gives the hosts of devices QOM shows without one (passed by fd: the
+ * journal's devices). What cannot be described (anonymous devices, a port on another kind of bus, a device
+ * passed by fd whose host nobody knows) is left out with a note. Returns 0, -ENOMEM (err set). */
+int smmu_lvxml_from_topology(const struct smmu_topology *t, const struct smmu_id_host *known, size_t n_known,
+                             struct smmu_lvxml *out, struct smmu_error *err);
 
 #ifdef __cplusplus
 }

@@ -89,6 +89,13 @@ struct smmu_vfio_dev {
     bool hotplugged;
 };
 
+/* A device id and the host device behind it, known from outside QOM (the journal: fd-passed vfio-pci devices
+ * have no `host` property). */
+struct smmu_id_host {
+    char id[SMMU_ID_LEN];
+    char bdf[SMMU_BDF_LEN + 1];
+};
+
 struct smmu_topology {
     int qemu_major, qemu_minor, qemu_micro;
     bool has_qom_list_get;           /* qom-list-get was used */

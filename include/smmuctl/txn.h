@@ -39,6 +39,8 @@ struct smmu_facts {
     char **booked;                          /* root ports held by the journal's open transaction */
     size_t n_booked;
     char warnings[1024];                    /* e.g. a vfio host missing from sysfs; "" if none */
+    struct smmu_id_host *journal_hosts;     /* the journal's devices: id → host BDF (covers fd-passed ones) */
+    size_t n_journal_hosts;
 };
 
 /* Discover the topology over QMP and complete it with sysfs and the journal (j may be NULL; borrowed until

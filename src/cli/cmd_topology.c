@@ -20,11 +20,11 @@
     "     follow libvirt's rules (pci.N, iommuK, ua- aliases)."
 
 /* The live topology as libvirt XML (DESIGN §9), with the writer `layout --format xml` uses. NULL: err set. */
-static char *topology_xml(const struct smmu_topology *t, struct smmu_error *e)
+static char *topology_xml(const struct smmu_facts *f, struct smmu_error *e)
 {
     struct smmu_lvxml m;
     char *x;
-    if (smmu_lvxml_from_topology(t, &m, e) < 0)
+    if (smmu_lvxml_from_topology(&f->topo, f->journal_hosts, f->n_journal_hosts, &m, e) < 0)
         return NULL;
     if (!(m.header = strdup(TOPOLOGY_XML_HEADER)) || !(x = smmu_lvxml_render(&m))) {
         smmu_lvxml_free(&m);
@@ -74,7 +74,7 @@ int cmd_topology(struct cli *cli)
         return cli_usage_error(cli, "topology", "topology takes no arguments (got '%s')", cli->args[0]);
     if ((r = cli_read_facts(cli, "topology", &f)) != 0)
         return r;
-    if (cli->xml && !(xml = topology_xml(&f.topo, &e))) {
+    if (cli->xml && !(xml = topology_xml(&f, &e))) {
         smmu_facts_free(&f);
         return cli_fail(cli, "topology", EXIT_FAILED, &e, NULL);
     }

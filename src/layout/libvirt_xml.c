@@ -209,7 +209,8 @@ static int lvxml_port_cmp(const void *a, const void *b, void *arg)
     return p->port - q->port;
 }
 
-int smmu_lvxml_from_topology(const struct smmu_topology *t, struct smmu_lvxml *m, struct smmu_error *err)
+int smmu_lvxml_from_topology(const struct smmu_topology *t, const struct smmu_id_host *known, size_t n_known,
+                             struct smmu_lvxml *m, struct smmu_error *err)
 {
     size_t np = 0, nx = 0, nctrl;
     struct lvxml_port_ref *refs = NULL;
@@ -406,21 +407,24 @@ int smmu_lvxml_from_topology(const struct smmu_topology *t, struct smmu_lvxml *m
     for (size_t i = 0; i < t->n_vfio; i++) {
         const struct smmu_vfio_dev *d = &t->vfio[i];
         struct smmu_lvxml_hostdev *h;
-        const char *name = d->id[0] ? d->id : d->path;
-        if (!d->host[0]) {
-            if ((rc = lvxml_note(m, err, "vfio-pci %s is left out: passed by fd, QEMU does not show its host "
-                                 "address", name)) < 0)
+        const char *name = d->id[0] ? d->id : d->path, *host = d->host;
+        for (size_t k = 0; !host[0] && d->id[0] && k < n_known; k++)
+            if (!strcmp(known[k].id, d->id))
+                host = known[k].bdf;
+        if (!host[0]) {
+            if ((rc = lvxml_note(m, err, "vfio-pci %s is left out: passed by fd, and neither QEMU nor the journal "
+                                 "knows its host address", name)) < 0)
                 goto out;
             continue;
         }
         if (d->rootport < 0 || port_index[d->rootport] < 0) {
             if ((rc = lvxml_note(m, err, "vfio-pci %s (host %s) is left out: it sits on no root port described "
-                                 "here", name, d->host)) < 0)
+                                 "here", name, host)) < 0)
                 goto out;
             continue;
         }
         h = &m->hostdevs[m->n_hostdevs++];
-        snprintf(h->bdf, sizeof(h->bdf), "%s", d->host);
+        snprintf(h->bdf, sizeof(h->bdf), "%s", host);
         smmu_lvxml_alias(d->id[0] ? d->id : "hostdev", h->alias, sizeof(h->alias));
         h->bus = port_index[d->rootport];
         h->iommufd = d->iommufd[0] != 0;

@@ -86,8 +86,17 @@ static int facts_complete(const char *sysfs_root, smmu_journal *j, struct smmu_f
             const char *bdf = json_string_value(json_object_get(d, "bdf"));
             const char *vs = json_string_value(json_object_get(d, "vsmmu"));
             const char *hs = json_string_value(json_object_get(d, "host_smmu"));
+            const char *id = json_string_value(json_object_get(d, "id"));
             if (bdf && facts_push_str(&f->attached, &f->n_attached, bdf) < 0)
                 goto oom;
+            if (bdf && id) {
+                void *nv = realloc(f->journal_hosts, (f->n_journal_hosts + 1) * sizeof(*f->journal_hosts));
+                if (!nv)
+                    goto oom;
+                f->journal_hosts = nv;
+                snprintf(f->journal_hosts[f->n_journal_hosts].id, SMMU_ID_LEN, "%s", id);
+                snprintf(f->journal_hosts[f->n_journal_hosts++].bdf, SMMU_BDF_LEN + 1, "%s", bdf);
+            }
             if (facts_push_binding(f, vs, hs) < 0)
                 goto oom;
         }
@@ -188,6 +197,7 @@ void smmu_facts_free(struct smmu_facts *f)
     for (size_t i = 0; i < f->n_booked; i++)
         free(f->booked[i]);
     free(f->booked);
+    free(f->journal_hosts);
     memset(f, 0, sizeof(*f));
 }
 

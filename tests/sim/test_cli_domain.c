@@ -6,6 +6,7 @@
  *     (text and --json), nothing that changes QEMU sent — smmuctl's --record of the whole exchange holds only
  *     qmp_capabilities and QOM reads, and qmp-sim's dump has no new device, object or fd; --force attaches;
  *   - a guest address that breaks SMMU matching (a port behind no vSMMU): exit 2 with the reason, nothing sent;
+ *   - topology --xml after attach --fd-pass names the hostdev by the journal's host address;
  *   - a malformed domain: exit 2 naming file:line before QEMU is even connected to.
  */
 #define _GNU_SOURCE
@@ -228,12 +229,36 @@ static void test_domain_constraint_refused(void **st)
     smmu_run_free(&r);
 }
 
+/* topology --xml after an attach --fd-pass: QEMU's vfio-pci has no `host` then (QOM shows none), the journal
+ * knows it: the hostdev is written with the journal's host address on its root port. */
+static void test_topology_xml_fd_passed(void **st)
+{
+    struct fx *f = *st;
+    struct smmu_run r;
+    char dev[700];
+    snprintf(dev, sizeof(dev), "%s/dev", f->dir);
+    fakesys_write_dev_tree(f->fs, dev);
+    assert_int_equal(run(f, &r, (const char *[]){"--dev", dev, "attach", "--fd-pass", "0009:01:00.0", NULL}), 0);
+    smmu_run_free(&r);
+    json_t *d = simh_dump(f->h), *x = simh_dump_device(d, "hostdev-0009-01-00.0");
+    assert_non_null(x);
+    json_decref(d);
+    assert_int_equal(run(f, &r, (const char *[]){"topology", "--xml", NULL}), 0);
+    assert_non_null(strstr(r.out, "      <address domain='0x0009' bus='0x01' slot='0x00' function='0x0'/>\n"
+                                  "    </source>\n"
+                                  "    <alias name='ua-hostdev-0009-01-00-0'/>\n"
+                                  "    <address type='pci' domain='0x0000' bus='0x03' slot='0x00' function='0x0'/>\n"));
+    assert_null(strstr(r.out, "is left out"));
+    smmu_run_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_domain_agrees, setup, teardown),
         cmocka_unit_test_setup_teardown(test_domain_disagrees, setup, teardown),
         cmocka_unit_test_setup_teardown(test_domain_constraint_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topology_xml_fd_passed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

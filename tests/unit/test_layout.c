@@ -175,7 +175,7 @@ static void test_from_topology(void **state)
     char *x;
     (void)state;
 
-    assert_int_equal(smmu_lvxml_from_topology(&t, &m, &err), 0);
+    assert_int_equal(smmu_lvxml_from_topology(&t, NULL, 0, &m, &err), 0);
     assert_int_equal(m.n_ctrls, 5);
     assert_int_equal(m.n_notes, 0); /* nothing renamed, nothing left out */
     x = smmu_lvxml_render(&m);
@@ -201,7 +201,7 @@ static void test_from_topology(void **state)
 
     /* a gap in the indexes (no pci.5: libvirt would fill it with a root port) → renumbered, and said so */
     snprintf(ports[2].id, sizeof(ports[2].id), "pci.9");
-    assert_int_equal(smmu_lvxml_from_topology(&t, &m, &err), 0);
+    assert_int_equal(smmu_lvxml_from_topology(&t, NULL, 0, &m, &err), 0);
     assert_int_equal(m.n_notes, 1);
     assert_contains(m.notes[0], "renumbered");
     assert_contains(m.notes[0], "pci.9=pci.5");
