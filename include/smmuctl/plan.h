@@ -153,6 +153,13 @@ void smmu_plan_default_id(const char *bdf, char out[SMMU_ID_LEN]);
 
 /* The plan as data (README "plan --json"): placements and steps. New reference. */
 json_t *smmu_plan_to_json(const struct smmu_topology *topo, const struct smmu_plan *p);
+/* Its inverse against the same topology (for `smmuctl --server plan`, which gets the document from the daemon):
+ * smmu_plan_to_json(topo, *out) gives doc's members back (extra members such as "ok" and "warnings" are
+ * ignored). A placement's vSMMU is found by id, or by QOM path for an anonymous one; `fit` (for people) is
+ * left empty: the reply's "warnings" carry it. 0 and *out (smmu_plan_free), -EPROTO (err: which member) or
+ * -ENOMEM. */
+int smmu_plan_from_json(const struct smmu_topology *topo, const json_t *doc, struct smmu_plan **out,
+                        struct smmu_error *err);
 /* The plan's warnings (array of strings, new reference): one per device whose port's windows do not fit its
  * BARs (placement.fit). `plan` and `attach` print them (text: on stderr; --json: "warnings"). */
 json_t *smmu_plan_warnings_json(const struct smmu_plan *p);

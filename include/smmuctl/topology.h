@@ -123,6 +123,12 @@ size_t smmu_topology_ports_of(const struct smmu_topology *t, int want, size_t *i
 
 /* The documented, stable JSON form (README "topology --json"). Returns a new reference. */
 json_t *smmu_topology_to_json(const struct smmu_topology *t);
+/* Its inverse, for a front-end that gets the document from elsewhere (`smmuctl --server`): *t filled so that
+ * smmu_topology_to_json(t) gives doc's members back (extra members, e.g. the command's "ok", are ignored).
+ * What the document does not carry is made up consistently: an occupant's QOM path is "<port path>/<id>"
+ * (a vfio-pci entry on that port gets the same), a vfio-pci on no port "/machine/peripheral/<id>", slots
+ * -1, no pxbs list. 0, or -EPROTO (err says which member is wrong; *t empty) / -ENOMEM. */
+int smmu_topology_from_json(const json_t *doc, struct smmu_topology *t, struct smmu_error *err);
 
 #ifdef __cplusplus
 }

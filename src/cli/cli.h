@@ -25,6 +25,7 @@ enum {
 struct cli {
     /* global options */
     const char *qmp_addr;
+    const char *server_addr; /* --server unix:PATH (or SMMUCTL_SERVER): go through `smmuctl serve` */
     const char *vm;
     const char *state_dir;
     const char *sysfs;
@@ -120,5 +121,12 @@ bool cli_is_serve(int argc, char **argv);
 int cmd_serve_main(int argc, char **argv);
 extern const char cmd_serve_help[];
 int cmd_doctor(struct cli *cli);
+
+/* cmd_txn.c: the text of a transaction's report (its --json object), for the direct CLI and --server alike. */
+void cli_attach_text(struct cli *cli, const json_t *rep);
+void cli_detach_text(struct cli *cli, const json_t *rep);
+void cli_status_text(struct cli *cli, const json_t *rep);
+/* cmd_server.c: topology|plan|attach|detach|status|recover through the daemon at --server (needs --vm). */
+int cli_server_run(struct cli *cli);
 
 #endif

@@ -182,7 +182,7 @@ static int txn_cli_run(struct cli *cli, const char *command, struct smmu_request
 
 /* ---- attach ---- */
 
-static void attach_text(struct cli *cli, const json_t *rep)
+void cli_attach_text(struct cli *cli, const json_t *rep)
 {
     size_t i;
     json_t *d;
@@ -230,14 +230,14 @@ int cmd_attach(struct cli *cli)
     req.plan.domain_file = cli->domain_path;
     req.plan.force = cli->force;
     req.unplug_timeout_ms = (int)(cli->unplug_timeout_s * 1000 + 0.5);
-    r = txn_cli_run(cli, "attach", &req, attach_text);
+    r = txn_cli_run(cli, "attach", &req, cli_attach_text);
     cli_devices_free(devs);
     return r;
 }
 
 /* ---- detach ---- */
 
-static void detach_text(struct cli *cli, const json_t *rep)
+void cli_detach_text(struct cli *cli, const json_t *rep)
 {
     size_t i;
     json_t *d;
@@ -271,14 +271,14 @@ int cmd_detach(struct cli *cli)
     req.n_devs = n;
     req.unplug_timeout_ms = (int)(cli->unplug_timeout_s * 1000 + 0.5);
     req.no_wait = cli->no_wait;
-    r = txn_cli_run(cli, "detach", &req, detach_text);
+    r = txn_cli_run(cli, "detach", &req, cli_detach_text);
     cli_devices_free(devs);
     return r;
 }
 
 /* ---- status / recover ---- */
 
-static void status_text(struct cli *cli, const json_t *rep)
+void cli_status_text(struct cli *cli, const json_t *rep)
 {
     size_t i;
     json_t *d, *txn = json_object_get(rep, "interrupted");
@@ -332,7 +332,7 @@ static int status_or_recover(struct cli *cli, const char *command, bool recover)
         return cli_usage_error(cli, command, "'%s' takes no arguments (got '%s')", command, cli->args[0]);
     req.unplug_timeout_ms = (int)(cli->unplug_timeout_s * 1000 + 0.5);
     req.no_wait = cli->no_wait;
-    return txn_cli_run(cli, command, &req, status_text);
+    return txn_cli_run(cli, command, &req, cli_status_text);
 }
 
 int cmd_status(struct cli *cli)

@@ -122,7 +122,13 @@ static void usage(FILE *f)
             "\n"
             "Global options:\n"
             "  -q, --qmp ADDR        the VM's QMP monitor: PATH | unix:PATH | tcp:HOST:PORT (env SMMUCTL_QMP)\n"
-            "      --vm NAME         VM name (names the journal; default: derived from the QMP address)\n"
+            "  -S, --server unix:PATH  go through a running `smmuctl serve` instead (env SMMUCTL_SERVER; needs\n"
+            "                        --vm): topology, plan, attach, detach, status and recover print the same\n"
+            "                        text, --json and exit codes; the daemon is unreachable: exit 3; a VM it does\n"
+            "                        not hold: exit 2. Not with --qmp, --domain, --force, --require-fit, --xml,\n"
+            "                        --no-wait, --record (--sysfs, --dev, --state-dir are the daemon's own)\n"
+            "      --vm NAME         VM name (names the journal; default: derived from the QMP address; with\n"
+            "                        --server: the name the daemon holds it by, required)\n"
             "      --state-dir DIR   journals and locks (default /run/smmuctl; env SMMUCTL_STATE_DIR)\n"
             "      --sysfs DIR       host sysfs root (default /sys)\n"
             "      --dev DIR         host /dev root used for fd passing (default /dev)\n"
@@ -246,6 +252,8 @@ static int cli_main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     cli.qmp_addr = getenv("SMMUCTL_QMP");
+    cli.server_addr = getenv("SMMUCTL_SERVER");
+    bool qmp_flag = false, server_flag = false;
     cli.state_dir = getenv("SMMUCTL_STATE_DIR");
     if (!cli.state_dir || !*cli.state_dir)
         cli.state_dir = "/run/smmuctl";
@@ -258,10 +266,8 @@ static int cli_main(int argc, char **argv)
     while ((longindex = -1, opt = getopt_long(argc, argv, ":q:S:vhV", long_opts, &longindex)) != -1) {
         const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
         switch (opt) {
-        case 'q': cli.qmp_addr = optarg; break;
-        case 'S':
-            return cli_usage_error(&cli, NULL, "--server: the smmuctl serve daemon is not part of this version; "
-                                   "use --qmp to talk to QEMU directly");
+        case 'q': cli.qmp_addr = optarg; qmp_flag = true; break;
+        case 'S': cli.server_addr = optarg; server_flag = true; break;
         case OPT_VM: cli.vm = optarg; break;
         case OPT_STATE_DIR: cli.state_dir = optarg; break;
         case OPT_SYSFS: cli.sysfs = optarg; break;
@@ -348,6 +354,26 @@ static int cli_main(int argc, char **argv)
         if ((r = check_option_scope(&cli, seen[i].opt, nm)) != 0)
             return r;
     }
+    /* --server: through the daemon (cmd_server.c). An option beats the environment; both options, or both
+     * variables and no option, is ambiguous. SMMUCTL_SERVER does not concern the commands the daemon does not
+     * run (qmp, doctor, layout); --server with them is an error. */
+    if (server_flag && qmp_flag)
+        return cli_usage_error(&cli, cli.command, "--server and --qmp: choose one (the daemon owns the VM's QMP "
+                               "connection; --qmp talks to QEMU directly)");
+    if (qmp_flag)
+        cli.server_addr = NULL;
+    else if (server_flag)
+        cli.qmp_addr = NULL;
+    static const char *const via_server = " topology plan attach detach status recover ";
+    char key[64];
+    snprintf(key, sizeof(key), " %s ", cli.command);
+    if (cli.server_addr && *cli.server_addr && (server_flag || strstr(via_server, key))) {
+        if (!server_flag && cli.qmp_addr && *cli.qmp_addr)
+            return cli_usage_error(&cli, cli.command, "both SMMUCTL_SERVER and SMMUCTL_QMP are set: choose with "
+                                   "--server or --qmp");
+        return cli_server_run(&cli);
+    }
+    cli.server_addr = NULL;
     if (cli.qmp_addr && *cli.qmp_addr) { /* a malformed address is a usage error with the parser's reason */
         struct qmp_addr a;
         struct smmu_error e = SMMU_ERROR_INIT;
