@@ -111,7 +111,7 @@ struct smmu_request {
     enum smmu_req_kind kind;
     const char *const *devs;      /* plan/attach: BDFs; detach: ids or BDFs (copied) */
     size_t n_devs;
-    struct smmu_plan_opts plan;   /* plan/attach (strings copied) */
+    struct smmu_plan_opts plan;   /* plan/attach (strings copied; plan.domain is borrowed: keep it until done) */
     int unplug_timeout_ms;        /* detach and rollbacks; 0 = 10000 */
     bool no_wait;                 /* detach --no-wait */
 };
