@@ -1,8 +1,8 @@
 /* test_sim_fidelity.c — replay every real QEMU 11.1.3 session the project keeps against qmp-sim.
  *
- * For each transcript in shared/qemu11/transcripts (the raw recordings; qmp-fixtures/ holds copies of some
- * with replay directives), qmp-sim is started with the -device/-netdev/-M arguments of the transcript's
- * "# QEMU command line" header. The C: lines are sent as recorded and every S: line is compared with what
+ * For each transcript in shared/qemu11/transcripts (the raw recordings, copied to tests/data/qemu11-transcripts;
+ * qmp-fixtures/ holds copies of some with replay directives), qmp-sim is started with the -device/-netdev/-M
+ * arguments of the transcript's "# QEMU command line" header. The C: lines are sent as recorded and every S: line is compared with what
  * qmp-sim answers, as JSON values with event timestamps ignored. Any difference fails, except the
  * exclusions listed below with their reason.
  *
@@ -35,7 +35,10 @@
 #include "support/sim_harness.h"
 #include "support/testutil.h"
 
-#define TRANSCRIPTS SMMU_SHARED_DIR "/qemu11/transcripts"
+/* The raw recordings, copied into the repo (a clone has no ../shared); test_copy_current checks the copy
+ * against ../shared/qemu11/transcripts where that exists. */
+#define TRANSCRIPTS SMMU_SOURCE_DIR "/tests/data/qemu11-transcripts"
+#define SHARED_TRANSCRIPTS SMMU_SHARED_DIR "/qemu11/transcripts"
 
 /* S: lines whose content is not compared (one message is still consumed for each). */
 struct exclusion {
@@ -434,6 +437,22 @@ static void test_every_transcript_accounted(void **state)
     pclose(p);
 }
 
+/* The copy in the repo is the shared recordings, byte for byte, file for file (skipped without ../shared). */
+static void test_copy_current(void **state)
+{
+    (void)state;
+    struct stat st;
+    if (stat(SHARED_TRANSCRIPTS, &st) < 0) {
+        fprintf(stderr, "note: no %s here: the copy in tests/data is not compared\n", SHARED_TRANSCRIPTS);
+        return;
+    }
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "diff -r -q %s %s", SHARED_TRANSCRIPTS, TRANSCRIPTS);
+    int rc = system(cmd);
+    if (rc != 0)
+        fail_msg("tests/data/qemu11-transcripts differs from %s (above): copy it again", SHARED_TRANSCRIPTS);
+}
+
 static int have_transcripts(void **state)
 {
     struct stat st;
@@ -448,6 +467,7 @@ static int have_transcripts(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_copy_current),
         cmocka_unit_test(test_every_transcript_accounted),
         cmocka_unit_test(test_a64_01), cmocka_unit_test(test_a64_02), cmocka_unit_test(test_a64_03),
         cmocka_unit_test(test_a64_04),
