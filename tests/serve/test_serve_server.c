@@ -628,6 +628,32 @@ static void test_body_too_large(void **state)
     htc_resp_free(&r);
     free(big);
     assert_int_equal(fake_backend_submitted(t->fb), 0);
+    /* headers over 16 KiB: refused (400, libevent's reply) without reaching a route */
+    {
+        size_t hn = 20 * 1024;
+        char *hdr = malloc(hn + 32);
+        struct htc *c = htc_connect(t->base, t->sock);
+        snprintf(hdr, 32, "X-Pad: ");
+        memset(hdr + 7, 'a', hn);
+        memcpy(hdr + 7 + hn, "\r\n", 3);
+        assert_int_equal(htc_send_request(c, "PUT", "/v1/vms/x", hdr, "{\"qmp\":\"unix:/x\"}"), 0);
+        assert_int_equal(htc_read_response(c, &r, BOUND), 0);
+        assert_int_equal(r.status, 400);
+        htc_resp_free(&r);
+        htc_close(c);
+        free(hdr);
+    }
+    /* garbage instead of a request line: 400, and the server goes on */
+    {
+        struct htc *c = htc_connect(t->base, t->sock);
+        assert_int_equal(htc_send(c, "\001\002 nonsense\r\n\r\n", 16), 0);
+        assert_int_equal(htc_read_response(c, &r, BOUND), 0);
+        assert_int_equal(r.status, 400);
+        htc_resp_free(&r);
+        htc_close(c);
+    }
+    assert_int_equal(req(t, "GET", "/v1/vms/x", NULL, NULL, &r), 404); /* the PUT never ran */
+    htc_resp_free(&r);
 }
 
 static void tweak_short_timeouts(struct sv_server_opts *o)
