@@ -8,7 +8,8 @@
  * Routes: topology GET /v1/vms/{vm}/topology; plan, attach, detach POST /v1/vms/{vm}/{verb}?wait=S (202 +
  * Location: followed with GET /v1/operations/{id}?wait=S until it ends); status and recover GET /v1/vms/{vm}
  * (its "status": the daemon reconciles as `recover` does on every connect, so `recover` reports what is
- * still open). Exit codes: the object's exit_code; an error body without one by its HTTP status (400, 404,
+ * still open). topology, plan, status and recover first check that the daemon is connected to the VM's QEMU
+ * (GET /v1/vms/{vm} "state"): if not, exit 3 as the direct CLI. Exit codes: the object's exit_code; an error body without one by its HTTP status (400, 404,
  * 405, 409, 413, 422, 429: 2 — nothing was sent; 502: 1; 503: 3); the daemon unreachable: 3. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -269,11 +270,16 @@ static void srv_warnings(struct srv *s, const json_t *o)
         cli_info(s->cli, "warning: %s", json_string_value(w));
 }
 
+static int srv_vm_connected(struct srv *s, json_t **out);
+
 static int srv_topology(struct srv *s)
 {
     char target[256];
     json_t *o;
     int status, rc;
+    if ((rc = srv_vm_connected(s, &o)) != 0)
+        return rc;
+    json_decref(o);
     snprintf(target, sizeof(target), "/v1/vms/%s/topology", s->vm);
     if ((rc = srv_get(s, target, &o, &status)) != 0)
         return rc;
@@ -333,6 +339,9 @@ static int srv_plan(struct srv *s, char **devs, size_t n)
         if (smmu_bdf_parse(devs[i], bdf, &e) < 0)
             return srv_fail(s, EXIT_USAGE, &e);
     }
+    if ((rc = srv_vm_connected(s, &o)) != 0)
+        return rc;
+    json_decref(o);
     if ((rc = srv_operation(s, "plan", srv_attach_body(s, devs, n), srv_wait(s->cli), &o, &status)) != 0)
         return rc;
     if (status != 200 || s->cli->json || !json_is_true(json_object_get(o, "ok"))) {
@@ -399,14 +408,17 @@ static int srv_txn(struct srv *s, const char *verb, json_t *body, double wait_s,
     return rc;
 }
 
-/* status and recover: the VM's entry, its "status" (the daemon's journal and kept facts); a VM the daemon is
- * not connected to is unreachable (3), as for the direct CLI, once --timeout has passed for a connecting one. */
-static int srv_status(struct srv *s, bool recover)
+/* The VM's entry (GET /v1/vms/NAME) once the daemon is connected to its QEMU: 0 and *out, or an exit code
+ * (printed). A VM the daemon is not connected to is unreachable (3), as QEMU is for the direct CLI — after
+ * --timeout for one still connecting; the daemon may still answer from what it kept, but the direct CLI could
+ * not, so neither does this. */
+static int srv_vm_connected(struct srv *s, json_t **out)
 {
     char target[256];
     json_t *o;
     int status, rc;
     struct timespec t0, now;
+    *out = NULL;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     snprintf(target, sizeof(target), "/v1/vms/%s", s->vm);
     for (;;) {
@@ -420,8 +432,10 @@ static int srv_status(struct srv *s, bool recover)
         const char *st = json_string_value(json_object_get(o, "state"));
         clock_gettime(CLOCK_MONOTONIC, &now);
         double el = (double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9;
-        if (st && !strcmp(st, "connected"))
-            break;
+        if (st && !strcmp(st, "connected")) {
+            *out = o;
+            return 0;
+        }
         if (!st || strcmp(st, "connecting") || el >= s->cli->timeout_s) {
             struct smmu_error e = SMMU_ERROR_INIT;
             smmu_error_set(&e, -ENOTCONN, "QEMU of VM %s is unreachable: the smmuctl daemon at unix:%s is %s to %s",
@@ -434,6 +448,15 @@ static int srv_status(struct srv *s, bool recover)
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+}
+
+/* status and recover: the VM's entry, its "status" (the daemon's journal and kept facts). */
+static int srv_status(struct srv *s, bool recover)
+{
+    json_t *o;
+    int rc;
+    if ((rc = srv_vm_connected(s, &o)) != 0)
+        return rc;
     json_t *rep = json_object_get(o, "status");
     if (!json_is_object(rep)) {
         struct smmu_error e = SMMU_ERROR_INIT;

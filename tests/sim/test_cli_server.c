@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -367,6 +368,93 @@ static void test_server_errors(void **st)
     smmu_run_free(&r);
 }
 
+/* Ctrl-C during a --server attach: the CLI stops waiting at once (exit 4, saying the daemon carries on and
+ * naming how to follow it); the daemon is not hung by it and still answers. QEMU B stalls the device_add so
+ * that the attach is certainly in flight when the signal comes (the condition waited for: the device is in
+ * the simulator's state, i.e. the daemon sent it). */
+static void test_interrupt_attach(void **st)
+{
+    struct fx *f = *st;
+    char errpath[700];
+    snprintf(errpath, sizeof(errpath), "%s/cli.err", f->dir);
+    assert_int_equal(simh_fault(f->b, "{\"kind\":\"stall\",\"command\":\"device_add\"}"), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR), err = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(err, 2);
+        execl(smmu_run_cli_path(), smmu_run_cli_path(), "--server", f->server, "--vm", "vm1", "attach", DEV1,
+              (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0;; i++) {
+        json_t *d = simh_dump(f->b);
+        bool sent = d && simh_dump_device(d, ID1);
+        json_decref(d);
+        if (sent)
+            break;
+        assert_true(i < 600);
+        assert_int_equal(waitpid(pid, NULL, WNOHANG), 0); /* still waiting for the daemon */
+        usleep(50 * 1000);
+    }
+    assert_int_equal(kill(pid, SIGINT), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 4);
+    char *err = smmu_test_read_file(errpath, NULL);
+    assert_non_null(strstr(err, "interrupted"));
+    assert_non_null(strstr(err, "the daemon carries on"));
+    assert_non_null(strstr(err, "status"));
+    free(err);
+    /* the daemon still answers (its attach goes on to its own deadline) */
+    struct smmu_run r;
+    assert_int_equal(smmu_run_cli(&r, ARGS("--server", f->server, "--vm", "vm1", "topology"), BOUND_MS), 0);
+    smmu_run_free(&r);
+}
+
+/* QEMU gone: the direct CLI cannot connect (exit 3); the daemon has lost its connection — the same exit 3
+ * through it, with the CLI's error object. */
+static void test_qemu_gone(void **st)
+{
+    struct fx *f = *st;
+    simh_stop(f->a);
+    simh_stop(f->b);
+    f->a = f->b = NULL;
+    struct both b;
+    for (int i = 0;; i++) { /* until the daemon has noticed (its VM state): the condition, not a delay */
+        struct smmu_run r;
+        smmu_run_cli(&r, ARGS("--server", f->server, "--vm", "vm1", "status"), BOUND_MS);
+        int code = r.status;
+        smmu_run_free(&r);
+        if (code == 3)
+            break;
+        assert_true(i < 600);
+        usleep(100 * 1000);
+    }
+    const char *direct[] = {"--qmp", "/nonexistent/qmp.sock", "--vm", "vm1", "--state-dir", f->state_a, NULL};
+    const char *server[] = {"--server", f->server, "--vm", "vm1", NULL};
+    const char *cmds[] = {"topology", "status", "recover", "plan"};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        smmu_run_cli_with(&b.d, direct, ARGS("--json", cmds[i], i == 3 ? DEV1 : NULL), BOUND_MS);
+        smmu_run_cli_with(&b.s, server, ARGS("--json", cmds[i], i == 3 ? DEV1 : NULL), BOUND_MS);
+        if (b.d.status != 3 || b.s.status != 3)
+            fail_msg("%s: direct %d, --server %d (want 3)\n%s\n%s", cmds[i], b.d.status, b.s.status, b.d.out, b.s.out);
+        json_t *d = smmu_run_json(&b.d), *s = smmu_run_json(&b.s);
+        assert_non_null(d);
+        assert_non_null(s);
+        assert_true(json_equal(json_object_get(d, "ok"), json_object_get(s, "ok")));
+        assert_true(json_equal(json_object_get(d, "command"), json_object_get(s, "command")));
+        assert_true(json_equal(json_object_get(d, "exit_code"), json_object_get(s, "exit_code")));
+        assert_non_null(json_object_get(s, "error"));
+        json_decref(d);
+        json_decref(s);
+        both_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +462,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_attach_detach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_unplug, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interrupt_attach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qemu_gone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
