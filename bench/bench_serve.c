@@ -48,16 +48,8 @@ static struct simh *g_sim, *g_libsim;
 
 static void cleanup(void)
 {
-    if (g_daemon > 0) {
-        kill(g_daemon, SIGTERM);
-        for (int i = 0; i < 300 && waitpid(g_daemon, NULL, WNOHANG) == 0; i++)
-            usleep(50000);
-        if (waitpid(g_daemon, NULL, WNOHANG) == 0) {
-            kill(g_daemon, SIGKILL);
-            waitpid(g_daemon, NULL, 0);
-        }
-        g_daemon = -1;
-    }
+    bench_serve_stop(g_daemon);
+    g_daemon = -1;
     simh_stop(g_sim);
     simh_stop(g_libsim);
     g_sim = g_libsim = NULL;
@@ -75,54 +67,9 @@ static void __attribute__((noreturn, format(printf, 1, 2))) fail(const char *fmt
     exit(1);
 }
 
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long kib = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    while (f && fgets(line, sizeof(line), f))
-        if (!strncmp(line, "VmRSS:", 6))
-            kib = atol(line + 6);
-    if (f)
-        fclose(f);
-    return kib;
-}
-
-/* One request on its own connection; the status, and the body into *body (optional, malloc'ed). */
 static int req(const char *method, const char *target, const char *body, char **out)
 {
-    struct htc_resp r = {0};
-    int st = htc_request(NULL, g_sock, method, target, body ? "Content-Type: application/json\r\n" : NULL, body, &r);
-    if (out)
-        *out = r.body ? strdup(r.body) : NULL;
-    htc_resp_free(&r);
-    return st;
-}
-
-static void start_daemon(void)
-{
-    char *argv[] = {(char *)smmu_run_cli_path(), "serve", "--listen", NULL, "--state-dir", g_state, "--sysfs",
-                    (char *)fakesys_root(g_fs), "--dev", g_dev, "--quiet", NULL};
-    char listen[4300];
-    snprintf(listen, sizeof(listen), "unix:%s", g_sock);
-    argv[3] = listen;
-    g_daemon = fork();
-    if (g_daemon == 0) {
-        char log[4300];
-        snprintf(log, sizeof(log), "%s/serve.log", g_tmp); /* its request log; kept only while the bench runs */
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 200; i++) {
-        if (access(g_sock, F_OK) == 0 && req("GET", "/healthz", NULL, NULL) == 200)
-            return;
-        usleep(50000);
-    }
-    fail("smmuctl serve did not answer /healthz");
+    return bench_http(g_sock, method, target, body, out);
 }
 
 /* Wait until every VM is connected (GET /v1/vms). */
@@ -248,9 +195,12 @@ int main(int argc, char **argv)
     if (simh_start_vms(&g_sim, nvm, sargs) < 0 || simh_start(&g_libsim, sargs) < 0)
         fail("cannot start qmp-sim");
 
-    start_daemon();
+    char log[4300];
+    snprintf(log, sizeof(log), "%s/serve.log", g_tmp);
+    if ((g_daemon = bench_serve_start(g_sock, g_state, fakesys_root(g_fs), g_dev, log)) < 0)
+        fail("cannot start smmuctl serve");
     usleep(300000);
-    long rss0 = rss_kib(g_daemon);
+    long rss0 = bench_rss_kib(g_daemon);
     double t0 = bench_now_ms();
     for (int k = 0; k < nvm; k++) {
         char target[64], body[4400];
@@ -263,7 +213,7 @@ int main(int argc, char **argv)
     wait_connected(nvm);
     double reg_ms = bench_now_ms() - t0;
     usleep(500000);
-    long rss1 = rss_kib(g_daemon);
+    long rss1 = bench_rss_kib(g_daemon);
     printf("smmuctl serve with %d qmp-sim VMs (registered and connected in %.0f ms): RSS %ld KiB idle, %ld KiB "
            "empty\n", nvm, reg_ms, rss1, rss0);
     bench_figure(&(struct bench_fig){"6", "serve.rss_per_vm", "smmuctl serve: RSS per idle VM", "KiB",

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -13,6 +16,9 @@
 #include <unistd.h>
 
 #include <jansson.h>
+
+#include "support/http_client.h"
+#include "support/runcli.h"
 
 double bench_now_ms(void)
 {
@@ -269,4 +275,91 @@ const char *const *bench_topology(int nvsmmu, int ports, bool coldnic, bool for_
     }
     args[n] = NULL;
     return args;
+}
+
+long bench_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof(line), f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kib = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+int bench_http(const char *sock, const char *method, const char *target, const char *body, char **out)
+{
+    struct htc_resp r = {0};
+    int st = htc_request(NULL, sock, method, target, body ? "Content-Type: application/json\r\n" : NULL, body, &r);
+    if (out)
+        *out = r.body ? strdup(r.body) : NULL;
+    htc_resp_free(&r);
+    return st;
+}
+
+void bench_serve_stop(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 300 && waitpid(pid, NULL, WNOHANG) == 0; i++)
+        usleep(50000);
+    if (waitpid(pid, NULL, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+}
+
+pid_t bench_serve_start(const char *sock, const char *state, const char *sysfs, const char *dev, const char *log)
+{
+    char listen[4200];
+    snprintf(listen, sizeof(listen), "unix:%s", sock);
+    char *argv[] = {(char *)smmu_run_cli_path(), "serve", "--listen", listen, "--state-dir", (char *)state,
+                    "--sysfs", (char *)sysfs, "--dev", (char *)dev, "--quiet", NULL};
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) {
+        if (access(sock, F_OK) == 0 && bench_http(sock, "GET", "/healthz", NULL, NULL) == 200)
+            return pid;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            break;
+        usleep(50000);
+    }
+    fprintf(stderr, "bench: smmuctl serve did not answer /healthz (log: %s)\n", log);
+    bench_serve_stop(pid);
+    return -1;
+}
+
+int bench_serve_add_vm(const char *sock, const char *vm, const char *qmp)
+{
+    char target[256], body[4400];
+    snprintf(target, sizeof(target), "/v1/vms/%s", vm);
+    snprintf(body, sizeof(body), "{\"qmp\":\"unix:%s\"}", qmp);
+    int st = bench_http(sock, "PUT", target, body, NULL);
+    if (st != 200 && st != 201)
+        return -1;
+    for (int i = 0; i < 600; i++) {
+        char *out = NULL;
+        if (bench_http(sock, "GET", target, NULL, &out) == 200 && out && strstr(out, "\"state\":\"connected\"")) {
+            free(out);
+            return 0;
+        }
+        free(out);
+        usleep(100000);
+    }
+    return -1;
 }

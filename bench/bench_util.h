@@ -65,6 +65,19 @@ bool bench_quick(void);
  * ("Platform Bus: Can not fit IRQ line"). */
 const char *const *bench_topology(int nvsmmu, int ports, bool coldnic, bool for_sim);
 
+/* `smmuctl serve` as a direct child: --listen unix:sock --state-dir state --sysfs sysfs --dev dev, its stdout
+ * and stderr into log. Returns its pid once /healthz answers 200 (bounded, ~10 s), or -1 with nothing left. */
+pid_t bench_serve_start(const char *sock, const char *state, const char *sysfs, const char *dev, const char *log);
+/* SIGTERM, bounded wait (~15 s), SIGKILL if needed, reaped. pid <= 0: nothing. */
+void bench_serve_stop(pid_t pid);
+/* One HTTP request to the daemon at sock on its own connection: the status (or a negative errno), the body
+ * into *out when out != NULL (malloc'ed, may be NULL). body != NULL is sent as application/json. */
+int bench_http(const char *sock, const char *method, const char *target, const char *body, char **out);
+/* Register vm at qmp (PUT /v1/vms/{vm}) and wait until it is connected (bounded, ~60 s). 0 or -1. */
+int bench_serve_add_vm(const char *sock, const char *vm, const char *qmp);
+/* VmRSS of pid in KiB, -1 when unreadable. */
+long bench_rss_kib(pid_t pid);
+
 /* A minimal blocking QMP client (the limit the library's client is measured against, and a raw replayer):
  * write, read to CRLF, nothing parsed. */
 struct bench_mini {
