@@ -16,7 +16,7 @@
  * give the same topology (exit 1 otherwise). VM: four arm-smmuv3, each on its own pxb-pcie with two root ports,
  * one cold-plugged NIC (16 topology objects).
  *
- * Usage: bench_discovery [REPS [ITERATIONS]]   (defaults 5 and 30; SMMUCTL_BENCH_QUICK=1: 3 and 4) */
+ * Usage: bench_discovery [REPS [ITERATIONS]]   (defaults 5 and 10; SMMUCTL_BENCH_QUICK=1: 3 and 4) */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,7 +205,7 @@ static void fig(const char *id, const char *what, const char *unit, double *v, i
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : (bench_quick() ? 3 : 5);
-    int iters = argc > 2 ? atoi(argv[2]) : (bench_quick() ? 4 : 30);
+    int iters = argc > 2 ? atoi(argv[2]) : (bench_quick() ? 4 : 10);
     struct smmu_qemu *q;
     const char *args[64];
     size_t n = 0;
