@@ -124,23 +124,6 @@ static struct run lib_mode(pid_t pid, const char *sock, unsigned flags, int iter
     return res;
 }
 
-/* "/machine/peripheral/X" → "peripheral/X" inside the strings of a command text (a QOM partial path). */
-static char *shorten(const char *cmd)
-{
-    char *out = malloc(strlen(cmd) + 1), *o = out;
-    for (const char *s = cmd; *s;) {
-        if (!strncmp(s, "\"/machine/peripheral/", 21)) {
-            memcpy(o, "\"peripheral/", 12);
-            o += 12;
-            s += 21;
-        } else {
-            *o++ = *s++;
-        }
-    }
-    *o = 0;
-    return out;
-}
-
 /* Replay the given commands `iters` times on a raw connection; replies[i] (when given) keeps the last reply
  * of command i without its id. */
 static struct run raw_mode(pid_t pid, const char *sock, char **cmds, size_t n, int iters, char **replies)
@@ -249,7 +232,7 @@ int main(int argc, char **argv)
         sw[r] = x.wall_ms, sc[r] = x.cpu_ms;
         if (r == 0)
             for (size_t k = 0; k < rb.ncmd; k++)
-                part[k] = shorten(rb.cmd[k]);
+                part[k] = bench_partial_paths(rb.cmd[k]);
         x = raw_mode(pid, sock, rb.cmd, rb.ncmd, iters, full_rep);
         rc[r] = x.cpu_ms;
         x = raw_mode(pid, sock, part, rb.ncmd, iters, part_rep);

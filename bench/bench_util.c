@@ -363,3 +363,38 @@ int bench_serve_add_vm(const char *sock, const char *vm, const char *qmp)
     }
     return -1;
 }
+
+char *bench_partial_paths(const char *cmd)
+{
+    char *out = malloc(strlen(cmd) + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const char *s = cmd; *s;) {
+        if (!strncmp(s, "\"/machine/peripheral/", 21)) {
+            memcpy(o, "\"peripheral/", 12);
+            o += 12;
+            s += 21;
+        } else {
+            *o++ = *s++;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+double bench_replay_cpu(pid_t pid, const char *sock, char **cmds, size_t n, int iters)
+{
+    static struct bench_mini m;
+    if (bench_mini_open(&m, sock, true) < 0)
+        return -1;
+    double c0 = bench_proc_cpu_ms(pid), t0 = bench_now_ms();
+    for (int i = 0; i < iters; i++)
+        for (size_t k = 0; k < n; k++)
+            if (bench_mini_cmd(&m, cmds[k], NULL) < 0) {
+                bench_mini_close(&m);
+                return -1;
+            }
+    double wall = bench_now_ms() - t0, c1 = bench_proc_cpu_ms(pid);
+    bench_mini_close(&m);
+    return (c1 - c0 - bench_proc_idle_ms(pid, wall)) / iters;
+}

@@ -78,6 +78,13 @@ int bench_serve_add_vm(const char *sock, const char *vm, const char *qmp);
 /* VmRSS of pid in KiB, -1 when unreadable. */
 long bench_rss_kib(pid_t pid);
 
+/* A copy of a command text with every "/machine/peripheral/X" string written as the QOM partial path
+ * "peripheral/X" (QEMU resolves a partial path by searching the whole composition tree). Caller frees. */
+char *bench_partial_paths(const char *cmd);
+/* Replay `n` command texts `iters` times on a raw connection to sock; the QEMU (pid) CPU per iteration,
+ * idle-corrected, in ms; -1 on failure. */
+double bench_replay_cpu(pid_t pid, const char *sock, char **cmds, size_t n, int iters);
+
 /* A minimal blocking QMP client (the limit the library's client is measured against, and a raw replayer):
  * write, read to CRLF, nothing parsed. */
 struct bench_mini {
