@@ -45,6 +45,14 @@ int qmp_decoder_pending(const qmp_decoder *d);
 /* Forget buffered bytes and any error (e.g. on reconnect); counters restart. */
 void qmp_decoder_reset(qmp_decoder *d);
 
+/* Between messages the decoder keeps at most this much buffer: a bigger one, grown for a large message (a
+ * topology's qom-list-get reply is ~47 KB for 4 vSMMUs, ~2.3 MB for 64), is released once that message is
+ * handed over, so an idle connection does not hold its largest message's worth of memory (the daemon keeps one
+ * connection per VM). */
+#define QMP_DECODER_KEEP 16384
+/* Bytes of buffer the decoder holds now (its capacity, not what is buffered). */
+size_t qmp_decoder_capacity(const qmp_decoder *d);
+
 #ifdef __cplusplus
 }
 #endif

@@ -184,7 +184,17 @@ static int decoder_emit(qmp_decoder *d, qmp_decoder_cb cb, void *payload, struct
         r = cb(msg, d->buf, d->len, payload);
     json_decref(msg);
     d->len = 0;
+    if (d->cap > QMP_DECODER_KEEP) { /* grown for a large message: do not keep it while idle */
+        free(d->buf);
+        d->buf = NULL;
+        d->cap = 0;
+    }
     return r;
+}
+
+size_t qmp_decoder_capacity(const qmp_decoder *d)
+{
+    return d->cap;
 }
 
 int qmp_decoder_feed(qmp_decoder *d, const char *buf, size_t len, qmp_decoder_cb cb, void *payload,

@@ -303,6 +303,41 @@ static void test_nul_byte(void **state)
 }
 
 /* A message over the cap fails as soon as it passes the cap, without buffering the rest. */
+/* A large message's buffer is released once the message is handed over; a split message still decodes across
+ * the release, and small messages keep a small buffer (an idle connection holds at most QMP_DECODER_KEEP). */
+static void test_large_message_buffer_released(void **state)
+{
+    (void)state;
+    qmp_decoder *d;
+    struct sink s = {0};
+    struct smmu_error e = SMMU_ERROR_INIT;
+    size_t n = 200000;
+    char *big = malloc(n + 16);
+    assert_int_equal(qmp_decoder_new(&d, 0), 0);
+    /* {"return":"xxxx…"} of ~200 KB, fed in two halves: buffered in between, so the buffer is large */
+    memcpy(big, "{\"return\":\"", 11);
+    memset(big + 11, 'x', n - 13);
+    memcpy(big + n - 2, "\"}", 2);
+    assert_int_equal(qmp_decoder_feed(d, big, n / 2, sink_cb, &s, &e), 0);
+    assert_true(qmp_decoder_pending(d));
+    assert_true(qmp_decoder_capacity(d) >= n / 2);
+    /* the rest, and a small message in the same chunk: both decoded, the large buffer gone afterwards */
+    memcpy(big + n, "\r\n{\"a\":1}\r\n", 11);
+    assert_int_equal(qmp_decoder_feed(d, big + n / 2, n - n / 2 + 11, sink_cb, &s, &e), 0);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(strlen(s.msgs[0]), n); /* its compact dump is the message itself */
+    assert_string_equal(s.msgs[1], "{\"a\":1}");
+    assert_false(qmp_decoder_pending(d));
+    assert_true(qmp_decoder_capacity(d) <= QMP_DECODER_KEEP);
+    /* small messages: a small buffer is kept for them */
+    assert_int_equal(qmp_decoder_feed(d, "{\"b\":2}", 7, sink_cb, &s, &e), 0);
+    assert_int_equal(s.n, 3);
+    assert_true(qmp_decoder_capacity(d) > 0 && qmp_decoder_capacity(d) <= QMP_DECODER_KEEP);
+    free(big);
+    sink_free(&s);
+    qmp_decoder_free(d);
+}
+
 static void test_oversize(void **state)
 {
     (void)state;
@@ -354,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_callback_stops_feed),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_oversize),
+        cmocka_unit_test(test_large_message_buffer_released),
         cmocka_unit_test(test_nul_byte),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
