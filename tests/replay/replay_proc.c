@@ -106,6 +106,16 @@ int replay_proc_start(struct replay_proc **out, const char *fixture, const char 
     int out_pipe[2], n = 0, r;
 
     argv[n++] = replay_proc_binary();
+    /* The smmuctl these tests run goes under valgrind in the memcheck pass (SMMU_TEST_CLI_VALGRIND): on a
+     * loaded machine it can take longer than the default 5 s to connect or send its next line. Waits are
+     * bounds, not expectations, so widen them there (a test's own --timeout comes later and wins). */
+    const char *vg = getenv("SMMU_TEST_CLI_VALGRIND");
+    if (vg && *vg) {
+        argv[n++] = "--timeout";
+        argv[n++] = "60000";
+        argv[n++] = "--end-timeout";
+        argv[n++] = "60000";
+    }
     for (size_t i = 0; extra_args && extra_args[i]; i++) {
         if (n >= RP_MAX_ARGS)
             return smmu_error_set(err, -E2BIG, "qmp-replay: too many arguments");
