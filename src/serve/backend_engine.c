@@ -571,6 +571,24 @@ static void be_detach_json_done(json_t *dj, const json_t *gone)
     json_object_del(dj, "error");
 }
 
+/* Remove from ids every id in gone. */
+static void be_ids_remove(json_t *ids, const json_t *gone)
+{
+    size_t i;
+    json_t *id;
+    for (size_t k = 0; k < json_array_size(ids);) {
+        const char *pid = json_string_value(json_array_get(ids, k));
+        bool hit = false;
+        json_array_foreach(gone, i, id)
+            if (pid && json_string_value(id) && !strcmp(pid, json_string_value(id)))
+                hit = true;
+        if (hit)
+            json_array_remove(ids, k);
+        else
+            k++;
+    }
+}
+
 /* DEVICE_DELETED settled pending unplugs (report "finished", or "vanished" with a restarted QEMU): each pending
  * detach whose devices are all gone now is done, reported through its callback once more. */
 static void be_pending_settle(struct be_vm *v, const json_t *report)
@@ -581,20 +599,21 @@ static void be_pending_settle(struct be_vm *v, const json_t *report)
         json_array_append(gone, id);
     json_array_foreach(json_object_get(report, "vanished"), i, id)
         json_array_append(gone, id);
+    /* a desired-state operation still running (its attach after a detach left pending) */
+    struct be_op *h = v->head;
+    if (h && h->started && h->verb == SV_VERB_DEVICES && h->pending_ids && json_array_size(h->pending_ids) > 0) {
+        be_ids_remove(h->pending_ids, gone);
+        if (json_array_size(h->pending_ids) == 0) {
+            be_detach_json_done(h->djson, gone);
+            h->res.state = SV_OP_DONE; /* the detach part is done; the attach decides the rest */
+            h->res.exit_code = 0;
+            smmu_error_clear(&h->err);
+        }
+    }
     struct be_op **pp = &v->pending;
     while (*pp) {
         struct be_op *o = *pp;
-        for (size_t k = 0; k < json_array_size(o->pending_ids);) {
-            const char *pid = json_string_value(json_array_get(o->pending_ids, k));
-            bool hit = false;
-            json_array_foreach(gone, i, id)
-                if (pid && json_string_value(id) && !strcmp(pid, json_string_value(id)))
-                    hit = true;
-            if (hit)
-                json_array_remove(o->pending_ids, k);
-            else
-                k++;
-        }
+        be_ids_remove(o->pending_ids, gone);
         if (json_array_size(o->pending_ids) > 0) {
             pp = &o->next;
             continue;

@@ -1126,6 +1126,39 @@ static void test_unreachable(void **state)
     world_free(w);
 }
 
+/* The desired set swaps a device: the detach (left pending: no wait) is settled by DEVICE_DELETED while the
+ * attach runs; the operation ends done. */
+static void test_desired_state_swap(void **state)
+{
+    struct world *w = world_new();
+    struct simh *h = NULL;
+    struct opx x = {0};
+    (void)state;
+    assert_int_equal(simh_start_vms(&h, 1, sim_args(w, NULL)), 0);
+    backend_open(w);
+    reg(w, "vm0", simh_qmp_path(h));
+    wait_connected(w, 1, (const char *[]){"vm0"});
+    submit(w, "vm0", SV_VERB_DEVICES, "{\"devices\":[{\"host\":\"0009:02:00.0\"}]}", &x);
+    wait_op(w, &x, 1);
+    assert_int_equal(x.last.state, SV_OP_DONE);
+    int before = x.calls;
+    submit(w, "vm0", SV_VERB_DEVICES, "{\"devices\":[{\"host\":\"0009:01:00.0\",\"id\":\"gpu0\"}]}", &x);
+    run_until(w, op_final, &(struct opfinal){&x, before});
+    if (x.last.state != SV_OP_DONE)
+        fail_msg("swap: %s (exit %d): %s", sv_op_state_name(x.last.state), x.last.exit_code, x.msg);
+    assert_int_equal(x.last.exit_code, 0);
+    assert_true(json_is_true(json_object_get(x.json, "ok")));
+    assert_true(sim_has(h, "gpu0"));
+    assert_false(sim_has(h, DEVID2));
+    assert_int_equal(journal_devices(w, "vm0"), 1);
+    assert_int_equal(count_ev(w, "vm0", "device.detached", DEVID2), 1);
+    assert_int_equal(count_ev(w, "vm0", "device.attached", "gpu0"), 1);
+    opx_fini(&x);
+    backend_close(w);
+    simh_stop(h);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1137,6 +1170,7 @@ int main(void)
         cmocka_unit_test(test_backend_restart_recovers),
         cmocka_unit_test(test_stall_isolated),
         cmocka_unit_test(test_desired_state),
+        cmocka_unit_test(test_desired_state_swap),
         cmocka_unit_test(test_settle_without_kept_topology),
         cmocka_unit_test(test_unreachable),
     };
