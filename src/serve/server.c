@@ -1135,11 +1135,6 @@ int sv_server_new(struct sv_server **out, struct event_base *base, struct sv_bac
         r = smmu_error_set(err, -ENOMEM, "out of memory");
         goto fail;
     }
-    b->events.vm_state = on_vm_state;
-    b->events.event = on_event;
-    b->events.qmp_round_trip = on_round_trip;
-    b->events.reconnect = on_reconnect;
-    b->events.arg = s;
     evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
                                             EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
@@ -1166,6 +1161,12 @@ int sv_server_new(struct sv_server **out, struct event_base *base, struct sv_bac
         r = smmu_error_set(err, -ENOMEM, "cannot serve on %s", s->listen_path);
         goto fail;
     }
+    /* only a server that serves takes the backend's events (a refused one leaves them alone) */
+    b->events.vm_state = on_vm_state;
+    b->events.event = on_event;
+    b->events.qmp_round_trip = on_round_trip;
+    b->events.reconnect = on_reconnect;
+    b->events.arg = s;
     s->accepting = true;
     *out = s;
     return 0;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -751,6 +752,7 @@ static void test_socket_mode_live_stale(void **state)
     assert_int_equal(sv_server_new(&s2, t->base, fake_backend_sv(t->fb), &t->o, &e), -EADDRINUSE);
     assert_non_null(strstr(e.message, "another daemon is accepting"));
     assert_int_equal(stat(t->sock, &st), 0);
+    assert_ptr_equal(fake_backend_sv(t->fb)->events.arg, t->s); /* the refused one took nothing */
     /* stale: a socket file nobody accepts on is replaced */
     sv_server_free(t->s);
     t->s = NULL;
@@ -764,6 +766,28 @@ static void test_socket_mode_live_stale(void **state)
         struct htc_resp r;
         assert_int_equal(req(t, "GET", "/healthz", NULL, NULL, &r), 200);
         htc_resp_free(&r);
+    }
+    /* --group: 0660 and the group (one that exists here: our own), an unknown group refused */
+    {
+        struct sv_server_opts o = t->o;
+        struct group *gr = getgrgid(getegid());
+        struct fake_backend *fb2 = fake_backend_new(t->base); /* its own: a server takes its backend's events */
+        char gsock[300];
+        assert_non_null(gr);
+        snprintf(gsock, sizeof(gsock), "%s/group.sock", t->dir);
+        o.listen_path = gsock;
+        o.group = gr->gr_name;
+        assert_int_equal(sv_server_new(&s2, t->base, fake_backend_sv(fb2), &o, &e), 0);
+        assert_int_equal(stat(gsock, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0660);
+        assert_int_equal(st.st_gid, gr->gr_gid);
+        sv_server_free(s2);
+        s2 = NULL;
+        assert_int_equal(stat(gsock, &st), -1); /* removed when the server goes */
+        o.group = "no-such-group-smmuctl";
+        assert_int_equal(sv_server_new(&s2, t->base, fake_backend_sv(fb2), &o, &e), -EINVAL);
+        assert_non_null(strstr(e.message, "--group no-such-group-smmuctl: no such group"));
+        fake_backend_free(fb2);
     }
     /* not a socket: left alone */
     {
