@@ -366,6 +366,17 @@ static void test_server_errors(void **st)
     smmu_run_free(&r);
     assert_int_equal(smmu_run_cli(&r, ARGS("--server", "tcp:1.2.3.4:5", "--vm", "vm1", "status"), BOUND_MS), 2);
     smmu_run_free(&r);
+    /* the direct CLI on the VM the daemon holds: exit 2 naming --server; what it names works */
+    assert_int_equal(smmu_run_cli(&r, ARGS("--qmp", simh_qmp_path(f->b), "--vm", "vm1", "--state-dir", f->state_b,
+                                           "status"), BOUND_MS), 2);
+    const char *use = strstr(r.err, "--server ");
+    assert_non_null(use);
+    char addr[600];
+    assert_int_equal(sscanf(use, "--server %599s", addr), 1);
+    assert_string_equal(addr, f->server);
+    smmu_run_free(&r);
+    assert_int_equal(smmu_run_cli(&r, ARGS("--server", addr, "--vm", "vm1", "status"), BOUND_MS), 0);
+    smmu_run_free(&r);
 }
 
 /* Ctrl-C during a --server attach: the CLI stops waiting at once (exit 4, saying the daemon carries on and
