@@ -52,9 +52,10 @@ struct sv_server_opts {
 /* The defaults above. */
 void sv_server_opts_default(struct sv_server_opts *o);
 
-/* The process must ignore SIGPIPE (a client that left mid-reply is then a write error). Bind the socket (a stale socket file is replaced; a live one — something accepts on it — is refused with
- * -EADDRINUSE), open the Idempotency-Key store and start serving. The backend is borrowed (a server that starts
- * sets its events; a refused one leaves them) and must outlive the server. 0 or a negative errno with err filled. */
+/* Bind the socket (a stale socket file is replaced; a live one — something accepts on it — is refused with
+ * -EADDRINUSE), open the Idempotency-Key store and start serving. The backend is borrowed (a server that
+ * starts sets its events; a refused one leaves them) and must outlive the server. The process must ignore
+ * SIGPIPE (a client that left mid-reply is then a write error). 0 or a negative errno with err filled. */
 int sv_server_new(struct sv_server **out, struct event_base *base, struct sv_backend *b,
                   const struct sv_server_opts *o, struct smmu_error *err);
 
