@@ -3,7 +3,8 @@
  * driven by the direct CLI (`--qmp`, its own state dir), VM B by `smmuctl serve` (the binary, --state-dir and
  * --qmp/--vm for B) through `--server`. Every command runs both ways, in text and with --json, and the test
  * compares stdout, the --json objects and the exit codes: topology, plan (and a refused one), attach (done,
- * refused by the planner, and a QEMU error rolled back), detach (done, and a pending unplug: exit 4), status
+ * refused by the planner, and a QEMU error rolled back), detach (done, a pending unplug: exit 4, refused by the
+ * guest: 1, a mix: 4), status
  * and recover (with the unplug pending and with nothing open). Members that legitimately differ are dropped
  * before comparing (srv_normalise says which). Then the errors of --server itself: the daemon unreachable
  * (exit 3, naming the socket), an unknown VM (exit 2, naming it and how to register it), usage errors.
@@ -314,6 +315,22 @@ static void test_pending_unplug(void **st)
     same_text(0, ARGS("status"), "pending unplugs (0)");
 }
 
+/* The guest refuses the unplug: detach exit 1 (none removed, none pending), the same report both ways; a
+ * mix of one detached and one refused is 4. */
+static void test_refused_unplug(void **st)
+{
+    (void)st;
+    same_text(0, ARGS("attach", DEV1, DEV2), "attached");
+    unplug_both("{\"id\":\"" ID1 "\",\"mode\":\"guest-error\"}");
+    same_text(1, ARGS("detach", ID1), "refused");
+    json_decref(same_json(1, ARGS("--json", "detach", ID1)));
+    same_text(0, ARGS("status"), "attached (2)");
+    json_t *d = same_json(4, ARGS("--json", "detach", ID1, DEV2));
+    assert_int_equal(json_array_size(json_object_get(d, "devices")), 2);
+    json_decref(d);
+    same_text(0, ARGS("status"), "attached (1)");
+}
+
 static void test_server_errors(void **st)
 {
     struct fx *f = *st;
@@ -472,6 +489,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_detach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_unplug, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_unplug, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interrupt_attach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_qemu_gone, setup, teardown),
