@@ -129,9 +129,12 @@ static int srv_request(struct srv *s, const char *method, const char *target, co
     struct smmu_error e = SMMU_ERROR_INIT;
     /* the daemon answers by ?wait= at the latest; what is beyond that is the daemon not answering */
     int ms = (int)((wait_s + s->cli->timeout_s + 5) * 1000);
+    cli_debug(s->cli, "http -> %s %s%s%s", method, target, body ? " " : "", body ? body : "");
     int rc = sc_request(s->sock, method, target, body, ms, &srv_signal, r, &e);
-    if (rc == 0)
+    if (rc == 0) {
+        cli_debug(s->cli, "http <- %d%s%s", r->status, r->location[0] ? " Location: " : "", r->location);
         return 0;
+    }
     if (rc == -EINTR)
         return -EINTR;
     return srv_fail(s, rc == -ENOMEM ? EXIT_FAILED : EXIT_UNREACHABLE, &e);

@@ -270,6 +270,10 @@ static void test_attach_detach(void **st)
     json_decref(a);
     json_decref(same_json(0, ARGS("--json", "topology")));
     same_text(0, ARGS("detach", ID1, DEV2), "detached");
+    /* the options that are API members: --id, --iommufd */
+    same_text(0, ARGS("attach", "--id", "gpu0", "--iommufd", "fd7", DEV1), "as gpu0");
+    json_decref(same_json(0, ARGS("--json", "status")));
+    same_text(0, ARGS("detach", "gpu0"), "iommufd object fd7 deleted");
     /* refused by the planner: nothing sent, exit 2 */
     same_text(2, ARGS("attach", "0000:99:00.0"), NULL);
     json_decref(same_json(2, ARGS("--json", "attach", "0000:99:00.0")));
@@ -383,6 +387,24 @@ static void test_server_errors(void **st)
     smmu_run_free(&r);
     assert_int_equal(smmu_run_cli(&r, ARGS("--server", "tcp:1.2.3.4:5", "--vm", "vm1", "status"), BOUND_MS), 2);
     smmu_run_free(&r);
+    /* SMMUCTL_SERVER: the daemon's commands go through it; --qmp (an option) beats it; qmp/doctor/layout ignore
+     * it; with SMMUCTL_QMP set too it is ambiguous */
+    setenv("SMMUCTL_SERVER", f->server, 1);
+    assert_int_equal(smmu_run_cli(&r, ARGS("--vm", "vm1", "-v", "status"), BOUND_MS), 0);
+    assert_non_null(strstr(r.err, "http -> GET /v1/vms/vm1"));
+    smmu_run_free(&r);
+    assert_int_equal(smmu_run_cli(&r, ARGS("--qmp", simh_qmp_path(f->a), "--vm", "vm1", "--state-dir", f->state_a,
+                                           "-v", "status"), BOUND_MS), 0);
+    assert_null(strstr(r.err, "http ->"));
+    smmu_run_free(&r);
+    assert_int_equal(smmu_run_cli(&r, ARGS("--qmp", simh_qmp_path(f->a), "qmp", "query-status"), BOUND_MS), 0);
+    smmu_run_free(&r);
+    setenv("SMMUCTL_QMP", simh_qmp_path(f->a), 1);
+    assert_int_equal(smmu_run_cli(&r, ARGS("--vm", "vm1", "status"), BOUND_MS), 2);
+    assert_non_null(strstr(r.err, "SMMUCTL_SERVER"));
+    smmu_run_free(&r);
+    unsetenv("SMMUCTL_QMP");
+    unsetenv("SMMUCTL_SERVER");
     /* the direct CLI on the VM the daemon holds: exit 2 naming --server; what it names works */
     assert_int_equal(smmu_run_cli(&r, ARGS("--qmp", simh_qmp_path(f->b), "--vm", "vm1", "--state-dir", f->state_b,
                                            "status"), BOUND_MS), 2);
