@@ -18,11 +18,14 @@ struct cli_progress {
 
 static struct cli_progress *progress_shown; /* the one whose line is on the terminal, if any */
 
+/* Whole seconds since the start, rounded: the tick's timer runs from the loop's cached time, which may be a
+ * little older than `start`, so the first tick can come at 0.99 s. */
 static long progress_elapsed_s(const struct cli_progress *p)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long)(now.tv_sec - p->start.tv_sec) - (now.tv_nsec < p->start.tv_nsec ? 1 : 0);
+    long long ms = (long long)(now.tv_sec - p->start.tv_sec) * 1000 + (now.tv_nsec - p->start.tv_nsec) / 1000000;
+    return (long)((ms + 500) / 1000);
 }
 
 /* What the handle is waiting for, in words. */
