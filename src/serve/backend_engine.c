@@ -68,6 +68,7 @@ struct be_vm {
     struct be_op *pending;     /* ended pending, waiting for DEVICE_DELETED */
     struct be_op *abandoned;   /* reported unreachable, its engine request still queued */
     struct event *kick;        /* starts the head operation from the loop */
+    smmu_journal *alias_lock;  /* the lock of the name a CLI derives from the address, when not `name` */
 };
 
 struct be {
@@ -251,6 +252,29 @@ static void be_engine_log(int level, const char *msg, void *payload)
     be_log(v->b, level, v->name, "%s", msg);
 }
 
+/* A CLI run without --vm names the VM after its QMP address ("unix:/run/vm1.qmp" → run_vm1.qmp): hold that
+ * name's lock too, with the daemon's note, so that `smmuctl --qmp ADDR` on a VM the daemon holds fails at once
+ * naming the daemon instead of waiting for a greeting QEMU will not send (it serves the daemon). Best effort:
+ * a name some smmuctl holds right now is left alone. */
+static void be_vm_alias_lock(struct be_vm *v)
+{
+    struct qmp_addr a;
+    char canon[512], alias[128];
+    struct smmu_error e = SMMU_ERROR_INIT;
+    if (qmp_addr_parse(v->qmp, &a, NULL) < 0)
+        return;
+    qmp_addr_canonical(&a, canon, sizeof(canon));
+    smmu_journal_name_from_addr(canon, alias, sizeof(alias));
+    if (!strcmp(alias, v->name) || v->alias_lock)
+        return;
+    if (smmu_journal_open(v->b->state_dir, alias, canon, 0, &v->alias_lock, &e) < 0) {
+        v->alias_lock = NULL;
+        return;
+    }
+    if (v->b->note)
+        smmu_journal_set_note(v->alias_lock, v->b->note);
+}
+
 static int be_vm_start(struct be_vm *v, struct smmu_error *err)
 {
     struct be *b = v->b;
@@ -277,7 +301,10 @@ static int be_vm_start(struct be_vm *v, struct smmu_error *err)
     o.on_call = be_on_call;
     o.event_payload = v;
     v->sv_state = SV_VM_CONNECTING;
-    return smmu_vm_new(b->base, &o, &v->vm, err);
+    int r = smmu_vm_new(b->base, &o, &v->vm, err);
+    if (r == 0)
+        be_vm_alias_lock(v);
+    return r;
 }
 
 static struct be_vm *be_vm_new(struct be *b, const char *name, const char *qmp, bool fd_pass, long order)
@@ -332,6 +359,9 @@ static void be_vm_free(struct be_vm *v)
 {
     smmu_vm_free(v->vm); /* every engine callback fires now (ours ignore a freeing backend) */
     v->vm = NULL;
+    if (v->alias_lock)
+        smmu_journal_close(v->alias_lock);
+    v->alias_lock = NULL;
     if (v->kick)
         event_free(v->kick);
     while (v->head) {
@@ -1281,6 +1311,9 @@ static void be_shutdown_finish(struct be *b)
     for (struct be_vm *v = b->vms; v; v = v->next) {
         smmu_vm_free(v->vm); /* ends what still runs (journaled); its callbacks fire now */
         v->vm = NULL;
+        if (v->alias_lock)
+            smmu_journal_close(v->alias_lock);
+        v->alias_lock = NULL;
     }
     done(b->shutdown_arg);
 }

@@ -691,6 +691,18 @@ static void test_cli_told_about_daemon(void **state)
         }
         smmu_run_free(&r);
     }
+    /* without --vm the CLI names the VM after the address: that name is the daemon's too */
+    const char *by_addr[] = {"--qmp", simh_qmp_path(h), "--state-dir", w->state, "--sysfs", fakesys_root(w->fs),
+                             NULL};
+    {
+        struct smmu_run r;
+        smmu_run_cli_with(&r, by_addr, (const char *[]){"status", NULL}, 30000);
+        assert_false(r.timed_out);
+        if (r.status != 2 || !strstr(r.err, pid) || !strstr(r.err, server))
+            fail_msg("status without --vm: exit %d, want 2 naming the daemon (%s, %s): %s", r.status, pid, server,
+                     r.err);
+        smmu_run_free(&r);
+    }
     backend_close(w);
     /* the daemon is gone: the lock file's note died with it, the CLI works directly again */
     struct smmu_run r;
