@@ -77,7 +77,7 @@ struct smmu_placement {
     char reason[256];               /* "vSMMU smmuv3.1 already bound to smmu3.0x…", "unbound vSMMU on NUMA node 0" */
     bool mismatch;                  /* placed with --allow-mismatch */
     bool fits;                      /* the port's reserved windows fit the device's BARs (smmu_plan_port_fit) */
-    char fit[384];                  /* when !fits: what is missing and the fix, for people; "" when it fits */
+    char fit[768];                  /* when !fits: what is missing and the fix, for people; "" when it fits */
 };
 
 struct smmu_plan {
