@@ -7,9 +7,9 @@
  * median wall), and (2) the state dir on tmpfs (/dev/shm, like production's /run, where fsync is nearly free)
  * next to the state dir on the disk under $TMPDIR — the baseline of the ratio.
  *
- * Through smmuctl serve: the same attach of 4 and detach of 4 as HTTP requests (POST /v1/vms/vm/attach?wait and
- * …/detach?wait; this version's CLI has no --server client yet) to a daemon holding the same qmp-sim VM, from
- * request to reply, next to the CLI process.
+ * Through smmuctl serve: the same attach of 4 and detach of 4 to a daemon holding the same qmp-sim VM, as
+ * `smmuctl --server unix:… --vm vm attach|detach` processes (start to exit, next to the direct CLI's) and as bare
+ * HTTP requests (POST /v1/vms/vm/attach?wait, …/detach?wait: request to reply).
  *
  * Usage: bench_cli [REPS]   (default 15; SMMUCTL_BENCH_QUICK=1: 5) */
 #define _GNU_SOURCE
@@ -188,6 +188,40 @@ int main(int argc, char **argv)
                     sa_ms[r] = t1 - t0;
                     sd_ms[r] = t2 - t1;
                 }
+            }
+            /* the CLI through the daemon: smmuctl --server */
+            double ca_ms[MAXREPS], cd_ms[MAXREPS];
+            char srv[4400];
+            snprintf(srv, sizeof(srv), "unix:%s", sock);
+            for (int r = -1; r < reps && rc == 0; r++) {
+                const char *a[] = {"--server", srv, "--vm", "vm", "--json", "attach", BDF[0], BDF[1], BDF[2], BDF[3],
+                                   NULL};
+                const char *dd[] = {"--server", srv, "--vm", "vm", "--json", "detach", "--unplug-timeout", "5",
+                                    BDF[0], BDF[1], BDF[2], BDF[3], NULL};
+                struct smmu_run ra, rd;
+                double t0 = bench_now_ms();
+                int s1 = smmu_run_cli(&ra, a, 60000);
+                double t1 = bench_now_ms();
+                int s2 = smmu_run_cli(&rd, dd, 60000);
+                double t2 = bench_now_ms();
+                if (s1 != 0 || s2 != 0) {
+                    fprintf(stderr, "bench_cli: smmuctl --server: attach exit %d %s, detach exit %d %s\n", s1, ra.err,
+                            s2, rd.err);
+                    rc = 1;
+                } else if (r >= 0) {
+                    ca_ms[r] = t1 - t0;
+                    cd_ms[r] = t2 - t1;
+                }
+                smmu_run_free(&ra);
+                smmu_run_free(&rd);
+            }
+            if (rc == 0) {
+                bench_figure(&(struct bench_fig){"4", "cli.server.attach", "smmuctl --server attach of 4: process start "
+                                                 "to exit (daemon's state on disk)", "ms", bench_stat_of(ca_ms, reps),
+                                                 "direct smmuctl attach process", sa, BENCH_GOAL_NONE, 0, NULL});
+                bench_figure(&(struct bench_fig){"4", "cli.server.detach", "smmuctl --server detach of 4: process start "
+                                                 "to exit (daemon's state on disk)", "ms", bench_stat_of(cd_ms, reps),
+                                                 "direct smmuctl detach process", sd, BENCH_GOAL_NONE, 0, NULL});
             }
             if (rc == 0) {
                 bench_figure(&(struct bench_fig){"4", "cli.serve.attach", "attach of 4 through smmuctl serve "
