@@ -181,6 +181,8 @@ static int srv_operation(struct srv *s, const char *verb, json_t *req, double wa
         smmu_error_set(&e, -ENOMEM, "out of memory");
         return srv_fail(s, EXIT_FAILED, &e);
     }
+    if (wait_s > 3600) /* the most the API accepts (?wait= up to 3600): longer ones are followed below */
+        wait_s = 3600;
     snprintf(target, sizeof(target), "/v1/vms/%s/%s?wait=%.3f", s->vm, verb, wait_s);
     rc = srv_request(s, "POST", target, body, wait_s, &r);
     free(body);

@@ -285,6 +285,8 @@ static void test_attach_detach(void **st)
     json_decref(a);
     json_decref(same_json(0, ARGS("--json", "topology")));
     same_text(0, ARGS("detach", ID1, DEV2), "detached");
+    /* a --timeout beyond the API's longest ?wait= (3600 s) is still one request the daemon accepts */
+    same_text(0, ARGS("--timeout", "1000", "plan", DEV1), "QMP commands attach would send");
     /* the options that are API members: --id, --iommufd */
     same_text(0, ARGS("attach", "--id", "gpu0", "--iommufd", "fd7", DEV1), "as gpu0");
     json_decref(same_json(0, ARGS("--json", "status")));
