@@ -231,8 +231,9 @@ static int srv_operation(struct srv *s, const char *verb, json_t *req, double wa
         if (!s->op[0] && json_is_string(json_object_get(r.body, "id")))
             snprintf(s->op, sizeof(s->op), "%s", json_string_value(json_object_get(r.body, "id")));
         sc_resp_free(&r);
-        /* a detach turns pending without waking a waiting GET: ask again often; anything else wakes it */
-        double w = !strcmp(verb, "detach") ? 0.2 : 30;
+        /* a waiting GET is woken when the operation ends or turns pending (a detach the guest has not
+         * finished), so one long wait at a time; a timeout just asks again */
+        double w = 30;
         snprintf(target, sizeof(target), "/v1/operations/%s?wait=%.3f", s->op, w);
         rc = srv_request(s, "GET", target, NULL, w, &r);
         if (rc == -EINTR)

@@ -150,14 +150,18 @@ int sv_op_status(const struct sv_op *op) { return op->status; }
 void sv_op_update(struct sv_ops *ops, struct sv_op *op, enum sv_op_state state, const json_t *result, double now)
 {
     (void)ops;
+    bool became_pending = op->state == SV_OP_RUNNING && state == SV_OP_PENDING;
     op->state = state;
     if (result) {
         json_decref(op->result);
         op->result = json_deep_copy(result);
     }
-    if (!sv_op_ended(op))
+    if (!sv_op_ended(op) && !became_pending)
         return;
-    op->ended_at = now;
+    /* waiters hear of every change of state: running → pending (a detach whose guest has not released the
+     * device yet: its result is there, the unplug goes on) and the end */
+    if (sv_op_ended(op))
+        op->ended_at = now;
     while (op->waiters) { /* a callback may add or remove waiters of other ops, not of this one */
         struct sv_op_waiter *w = op->waiters;
         op->waiters = w->next;

@@ -32,7 +32,8 @@ enum sv_op_state sv_op_state(const struct sv_op *op);
 /* True once the state is final (not running, not pending). */
 bool sv_op_ended(const struct sv_op *op);
 
-/* New state and result (borrowed, copied; may be NULL). Reaching a final state wakes every waiter. */
+/* New state and result (borrowed, copied; may be NULL). Reaching a final state wakes every waiter, and so
+ * does running → pending (a detach whose unplug the guest has not finished: its result is known). */
 void sv_op_update(struct sv_ops *ops, struct sv_op *op, enum sv_op_state state, const json_t *result, double now);
 
 /* The HTTP status the outcome maps to (200 done, 202 still running or pending, 422/429/502/503 …), set by the
@@ -43,7 +44,7 @@ int sv_op_status(const struct sv_op *op);
 /* {"id","vm","verb","state","result"} (result null until there is one). New reference. */
 json_t *sv_op_json(const struct sv_op *op);
 
-/* Call fn once when op ends (at once, from inside the call, if it already has). The returned handle is
+/* Call fn once when op ends or turns pending (at once, from inside the call, if it has ended). The handle is
  * valid until fn runs or sv_op_unwait (the ?wait timeout or the client left). NULL when fn already ran. */
 struct sv_op_waiter *sv_op_wait(struct sv_ops *ops, struct sv_op *op, void (*fn)(void *arg, struct sv_op *op),
                                 void *arg);

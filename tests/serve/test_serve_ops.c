@@ -40,11 +40,15 @@ static void test_lifecycle_and_json(void **state)
     woke = 0;
     w = sv_op_wait(ops, op, on_end, NULL);
     assert_non_null(w);
-    sv_op_update(ops, op, SV_OP_PENDING, res, 101); /* pending is no end */
-    assert_int_equal(woke, 0);
-    assert_false(sv_op_ended(op));
-    sv_op_update(ops, op, SV_OP_DONE, NULL, 102);
+    sv_op_update(ops, op, SV_OP_PENDING, res, 101); /* pending is no end, but a change the waiter hears of */
     assert_int_equal(woke, 1);
+    assert_false(sv_op_ended(op));
+    w = sv_op_wait(ops, op, on_end, NULL); /* waiting on a pending op: until it ends */
+    assert_non_null(w);
+    sv_op_update(ops, op, SV_OP_PENDING, res, 101); /* pending again is no change */
+    assert_int_equal(woke, 1);
+    sv_op_update(ops, op, SV_OP_DONE, NULL, 102);
+    assert_int_equal(woke, 2);
     assert_ptr_equal(woke_op, op);
     j = sv_op_json(op);
     assert_string_equal(json_string_value(json_object_get(j, "state")), "done");
@@ -52,7 +56,7 @@ static void test_lifecycle_and_json(void **state)
     json_decref(j);
     /* waiting on an ended op answers at once */
     assert_null(sv_op_wait(ops, op, on_end, NULL));
-    assert_int_equal(woke, 2);
+    assert_int_equal(woke, 3);
     json_decref(res);
     sv_ops_free(ops);
 }
