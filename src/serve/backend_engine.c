@@ -69,6 +69,7 @@ struct be_vm {
     struct be_op *abandoned;   /* reported unreachable, its engine request still queued */
     struct event *kick;        /* starts the head operation from the loop */
     smmu_journal *alias_lock;  /* the lock of the name a CLI derives from the address, when not `name` */
+    char *note;                /* for its lock files: "server ADDR --vm NAME" (what a direct CLI is told) */
 };
 
 struct be {
@@ -271,8 +272,8 @@ static void be_vm_alias_lock(struct be_vm *v)
         v->alias_lock = NULL;
         return;
     }
-    if (v->b->note)
-        smmu_journal_set_note(v->alias_lock, v->b->note);
+    if (v->note)
+        smmu_journal_set_note(v->alias_lock, v->note);
 }
 
 static int be_vm_start(struct be_vm *v, struct smmu_error *err)
@@ -295,7 +296,11 @@ static int be_vm_start(struct be_vm *v, struct smmu_error *err)
     o.log_payload = v;
     o.retry_forever = true;
     o.keep_facts = true;
-    o.holder_note = b->note;
+    free(v->note);
+    v->note = NULL;
+    if (b->note && asprintf(&v->note, "%s --vm %s", b->note, v->name) < 0)
+        v->note = NULL;
+    o.holder_note = v->note ? v->note : b->note;
     o.on_state = be_on_state;
     o.on_reconciled = be_on_reconciled;
     o.on_call = be_on_call;
@@ -382,6 +387,7 @@ static void be_vm_free(struct be_vm *v)
     json_decref(v->reconcile_report);
     free(v->name);
     free(v->qmp);
+    free(v->note);
     free(v);
 }
 

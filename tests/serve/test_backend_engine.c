@@ -682,7 +682,7 @@ static void test_cli_told_about_daemon(void **state)
         assert_false(r.timed_out);
         assert_int_equal(r.status, 2);
         const char *text = i == 2 ? r.out : r.err;
-        if (!strstr(text, pid) || !strstr(text, server) || !strstr(text, "smmuctl serve"))
+        if (!strstr(text, pid) || !strstr(text, server) || !strstr(text, "smmuctl serve") || !strstr(text, "--vm vm0"))
             fail_msg("%s: the message does not name the daemon (%s, %s): %s", cmds[i][0], pid, server, text);
         if (i == 2) {
             json_t *o = smmu_run_json(&r);
@@ -698,7 +698,7 @@ static void test_cli_told_about_daemon(void **state)
         struct smmu_run r;
         smmu_run_cli_with(&r, by_addr, (const char *[]){"status", NULL}, 30000);
         assert_false(r.timed_out);
-        if (r.status != 2 || !strstr(r.err, pid) || !strstr(r.err, server))
+        if (r.status != 2 || !strstr(r.err, pid) || !strstr(r.err, server) || !strstr(r.err, "--vm vm0"))
             fail_msg("status without --vm: exit %d, want 2 naming the daemon (%s, %s): %s", r.status, pid, server,
                      r.err);
         smmu_run_free(&r);
