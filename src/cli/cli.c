@@ -109,7 +109,22 @@ static void cli_qmp_log(int level, const char *msg, void *payload)
     }
 }
 
-int cli_connect(struct cli *cli, const char *command)
+static int cli_connect_locked(struct cli *cli, const char *command);
+
+int cli_connect(struct cli *cli, const char *command, smmu_journal **lock)
+{
+    int r;
+    *lock = NULL;
+    if ((r = cli_open_journal(cli, command, true, lock)) != 0)
+        return r;
+    if ((r = cli_connect_locked(cli, command)) != 0 && *lock) {
+        smmu_journal_close(*lock);
+        *lock = NULL;
+    }
+    return r;
+}
+
+static int cli_connect_locked(struct cli *cli, const char *command)
 {
     struct qmp_client_opts o = QMP_CLIENT_OPTS_INIT;
     struct smmu_error e = SMMU_ERROR_INIT;

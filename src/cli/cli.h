@@ -55,9 +55,12 @@ struct cli {
     FILE *record;
 };
 
-/* Connect to --qmp (or SMMUCTL_QMP). On failure prints the error (text or --json) and returns the exit code
- * to use (3); 0 on success. */
-int cli_connect(struct cli *cli, const char *command);
+/* Take the VM's lock, then connect to --qmp (or SMMUCTL_QMP): DESIGN §5 "Locks before sockets" (QEMU serves one
+ * monitor client and listens with a backlog of 1, so whoever holds the VM is waited for first). *lock gets the
+ * VM's journal when it has one (read-only: no state file is created; NULL otherwise); close it when done. On
+ * failure prints the error (text or --json) and returns the exit code to use (2 journal, 3 QEMU); 0 on
+ * success. */
+int cli_connect(struct cli *cli, const char *command, smmu_journal **lock);
 void cli_disconnect(struct cli *cli);
 
 /* Print an error for a person (stderr) or as the --json object {"ok":false,"command":…,"error":{…}} on

@@ -22,11 +22,8 @@ int cmd_qmp(struct cli *cli)
             return cli_usage_error(cli, "qmp", "JSON-ARGS must be a JSON object like '{\"path\":\"/machine\"}'");
         }
     }
-    /* the lock first (DESIGN §5 "Locks before sockets"): QEMU would keep us waiting silently behind a holder */
-    smmu_journal *j = NULL;
-    if ((r = cli_open_journal(cli, "qmp", true, &j)) != 0 || (r = cli_connect(cli, "qmp")) != 0) {
-        if (j)
-            smmu_journal_close(j);
+    smmu_journal *j;
+    if ((r = cli_connect(cli, "qmp", &j)) != 0) {
         json_decref(args);
         return r;
     }

@@ -41,15 +41,8 @@ int cli_read_facts(struct cli *cli, const char *command, struct smmu_facts *f)
     struct smmu_error e = SMMU_ERROR_INIT;
     smmu_journal *j = NULL;
     int r;
-    /* DESIGN §5 "Locks before sockets": QEMU serves one monitor client and listens with a backlog of 1, so
-     * wait for whoever holds the VM before connecting */
-    if ((r = cli_open_journal(cli, command, true, &j)) != 0)
+    if ((r = cli_connect(cli, command, &j)) != 0)
         return r;
-    if ((r = cli_connect(cli, command)) != 0) {
-        if (j)
-            smmu_journal_close(j);
-        return r;
-    }
     r = cli_facts_wait(cli, j, f, &e);
     if (j)
         smmu_journal_close(j);

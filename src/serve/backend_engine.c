@@ -360,13 +360,19 @@ static void be_vm_unlink(struct be *b, struct be_vm *v)
 
 static void be_op_free(struct be_op *o);
 
-static void be_vm_free(struct be_vm *v)
+/* Let go of the VM: its engine handle (its QMP connection and journal lock) and the alias lock. */
+static void be_vm_stop(struct be_vm *v)
 {
-    smmu_vm_free(v->vm); /* every engine callback fires now (ours ignore a freeing backend) */
+    smmu_vm_free(v->vm);
     v->vm = NULL;
     if (v->alias_lock)
         smmu_journal_close(v->alias_lock);
     v->alias_lock = NULL;
+}
+
+static void be_vm_free(struct be_vm *v)
+{
+    be_vm_stop(v); /* every engine callback fires now (ours ignore a freeing backend) */
     if (v->kick)
         event_free(v->kick);
     while (v->head) {
@@ -1315,11 +1321,7 @@ static void be_shutdown_finish(struct be *b)
         return;
     evtimer_del(b->shutdown_timer);
     for (struct be_vm *v = b->vms; v; v = v->next) {
-        smmu_vm_free(v->vm); /* ends what still runs (journaled); its callbacks fire now */
-        v->vm = NULL;
-        if (v->alias_lock)
-            smmu_journal_close(v->alias_lock);
-        v->alias_lock = NULL;
+        be_vm_stop(v); /* ends what still runs (journaled); its callbacks fire now */
     }
     done(b->shutdown_arg);
 }

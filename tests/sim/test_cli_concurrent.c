@@ -18,6 +18,7 @@
 #include "support/fakesys.h"
 #include "support/runcli.h"
 #include "support/sim_harness.h"
+#include "support/simcli.h"
 #include "support/testutil.h"
 
 #define SMMU_A "smmu3.0x0000000016000000"
@@ -25,46 +26,27 @@
 
 static const char *const bdfs[N] = {"0009:01:00.0", "0009:02:00.0", "0009:03:00.0", "0009:04:00.0"};
 
-struct fx {
-    struct fakesys *fs;
-    struct simh *h;
-    char *state;
-};
-
 static int setup(void **st)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-    const char *extra[] = {"--sysfs", NULL, "--dev-iommu", NULL};
-    f->fs = fakesys_new(NULL);
+    struct fakesys_dev devs[N];
+    char grp[N][8], cdev[N][16];
     for (int i = 0; i < N; i++) {
-        char grp[8], cdev[16];
-        snprintf(grp, sizeof(grp), "%d", i + 1);
-        snprintf(cdev, sizeof(cdev), "vfio%d", i + 1);
-        fakesys_add_dev(f->fs, &(struct fakesys_dev){ .bdf = bdfs[i], .smmu = SMMU_A, .driver = "vfio-pci",
-                                                      .group = grp, .cdev = cdev });
+        snprintf(grp[i], sizeof(grp[i]), "%d", i + 1);
+        snprintf(cdev[i], sizeof(cdev[i]), "vfio%d", i + 1);
+        devs[i] = (struct fakesys_dev){.bdf = bdfs[i], .smmu = SMMU_A, .driver = "vfio-pci", .group = grp[i],
+                                       .cdev = cdev[i]};
     }
-    extra[1] = fakesys_root(f->fs);
-    if (simh_start_vm(&f->h, 1, N, 0, extra) < 0)
-        return -1;
-    f->state = smmu_test_mkdtemp("cli-concurrent");
-    *st = f;
-    return 0;
+    return simcli_setup(st, "cli-concurrent", devs, N, 1, N, (const char *[]){"--dev-iommu", NULL});
 }
 
 static int teardown(void **st)
 {
-    struct fx *f = *st;
-    simh_stop(f->h);
-    fakesys_free(f->fs);
-    smmu_test_rmtree(f->state);
-    free(f->state);
-    free(f);
-    return 0;
+    return simcli_teardown(st);
 }
 
 /* Run smmuctl in a forked child (so several run at once); the child exits with smmuctl's status and writes
  * its stderr to <state>/<tag>.err for the failure message. */
-static pid_t spawn(struct fx *f, const char *tag, const char *const *cmd)
+static pid_t spawn(struct simcli *f, const char *tag, const char *const *cmd)
 {
     pid_t pid = fork();
     if (pid != 0)
@@ -86,7 +68,7 @@ static pid_t spawn(struct fx *f, const char *tag, const char *const *cmd)
     _exit(st < 0 ? 126 : st);
 }
 
-static int reap(struct fx *f, pid_t pid, const char *tag)
+static int reap(struct simcli *f, pid_t pid, const char *tag)
 {
     int st = 0;
     assert_int_equal(waitpid(pid, &st, 0), pid);
@@ -103,7 +85,7 @@ static int reap(struct fx *f, pid_t pid, const char *tag)
 
 static void test_four_concurrent_attaches_take_turns(void **st)
 {
-    struct fx *f = *st;
+    struct simcli *f = *st;
     pid_t pids[N];
     char tags[N][16];
     for (int i = 0; i < N; i++) {
@@ -125,19 +107,18 @@ static void test_four_concurrent_attaches_take_turns(void **st)
     json_decref(d);
 }
 
-static void test_attach_waits_for_a_slow_detach(void **st)
+/* Attach bdfs[0], then start a detach of it whose guest takes 1.5 s to release it (DEVICE_DELETED 1.5 s after
+ * device_del); returns once the detach holds the VM's lock and has sent device_del (the sim has seen it). */
+static pid_t start_slow_detach(struct simcli *f)
 {
-    struct fx *f = *st;
     struct smmu_run r;
     assert_int_equal(smmu_run_cli(&r, (const char *[]){"--qmp", simh_qmp_path(f->h), "--state-dir", f->state,
                                                         "--sysfs", fakesys_root(f->fs), "attach", bdfs[0], NULL},
                                   60000), 0);
     smmu_run_free(&r);
-    /* a slow guest: DEVICE_DELETED comes 1.5 s after device_del, the detach waits for it holding the lock */
     assert_int_equal(simh_unplug(f->h, "{\"id\":\"hostdev-0009-01-00.0\",\"mode\":\"event\",\"delay_ms\":1500}"),
                      0);
     pid_t det = spawn(f, "detach", (const char *[]){"detach", "--unplug-timeout", "60", bdfs[0], NULL});
-    /* wait until the detach holds the VM's lock and has sent device_del: the sim has seen it */
     for (int i = 0; i < 100000; i++) {
         json_t *d = simh_dump(f->h);
         json_t *dev = simh_dump_device(d, "hostdev-0009-01-00.0");
@@ -147,6 +128,13 @@ static void test_attach_waits_for_a_slow_detach(void **st)
             break;
         usleep(1000); /* polling a condition, not a time bound */
     }
+    return det;
+}
+
+static void test_attach_waits_for_a_slow_detach(void **st)
+{
+    struct simcli *f = *st;
+    pid_t det = start_slow_detach(f);
     /* started while the detach holds the VM and the monitor: it must wait its turn, not fail */
     /* --timeout 1 (per QMP command and greeting) is shorter than the unplug: only the lock wait may cover it */
     pid_t att = spawn(f, "attach-behind", (const char *[]){"--timeout", "1", "attach", bdfs[1], NULL});
@@ -158,24 +146,8 @@ static void test_attach_waits_for_a_slow_detach(void **st)
  * before they connect (they connected first and got no greeting: exit 3 after --timeout). */
 static void test_read_only_commands_wait_for_a_slow_detach(void **st)
 {
-    struct fx *f = *st;
-    struct smmu_run r;
-    assert_int_equal(smmu_run_cli(&r, (const char *[]){"--qmp", simh_qmp_path(f->h), "--state-dir", f->state,
-                                                        "--sysfs", fakesys_root(f->fs), "attach", bdfs[0], NULL},
-                                  60000), 0);
-    smmu_run_free(&r);
-    assert_int_equal(simh_unplug(f->h, "{\"id\":\"hostdev-0009-01-00.0\",\"mode\":\"event\",\"delay_ms\":1500}"),
-                     0);
-    pid_t det = spawn(f, "detach", (const char *[]){"detach", "--unplug-timeout", "60", bdfs[0], NULL});
-    for (int i = 0; i < 100000; i++) {
-        json_t *d = simh_dump(f->h);
-        json_t *dev = simh_dump_device(d, "hostdev-0009-01-00.0");
-        bool pending = dev && json_is_true(json_object_get(dev, "unplug_pending"));
-        json_decref(d);
-        if (pending)
-            break;
-        usleep(1000); /* polling a condition, not a time bound */
-    }
+    struct simcli *f = *st;
+    pid_t det = start_slow_detach(f);
     pid_t top = spawn(f, "topology-behind", (const char *[]){"--timeout", "1", "topology", NULL});
     pid_t pl = spawn(f, "plan-behind", (const char *[]){"--timeout", "1", "plan", bdfs[1], NULL});
     pid_t q = spawn(f, "qmp-behind", (const char *[]){"--timeout", "1", "qmp", "query-status", NULL});

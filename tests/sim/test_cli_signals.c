@@ -20,46 +20,26 @@
 #include "support/fakesys.h"
 #include "support/runcli.h"
 #include "support/sim_harness.h"
+#include "support/simcli.h"
 #include "support/testutil.h"
 
 #define SMMU_A "smmu3.0x0000000016000000"
 #define DEV "0009:01:00.0"
 #define ID "hostdev-0009-01-00.0"
 
-struct fx {
-    struct fakesys *fs;
-    struct simh *h;
-    char *state;
-};
-
 static int setup(void **st)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-    const char *extra[] = {"--sysfs", NULL, "--dev-iommu", NULL};
-    f->fs = fakesys_new(NULL);
-    fakesys_add_dev(f->fs, &(struct fakesys_dev){ .bdf = DEV, .smmu = SMMU_A, .driver = "vfio-pci", .group = "1",
-                                                  .cdev = "vfio1" });
-    extra[1] = fakesys_root(f->fs);
-    if (simh_start_vm(&f->h, 1, 2, 0, extra) < 0)
-        return -1;
-    f->state = smmu_test_mkdtemp("cli-signals");
-    *st = f;
-    return 0;
+    const struct fakesys_dev dev = {.bdf = DEV, .smmu = SMMU_A, .driver = "vfio-pci", .group = "1", .cdev = "vfio1"};
+    return simcli_setup(st, "cli-signals", &dev, 1, 1, 2, (const char *[]){"--dev-iommu", NULL});
 }
 
 static int teardown(void **st)
 {
-    struct fx *f = *st;
-    simh_stop(f->h);
-    fakesys_free(f->fs);
-    smmu_test_rmtree(f->state);
-    free(f->state);
-    free(f);
-    return 0;
+    return simcli_teardown(st);
 }
 
 /* smmuctl as a direct child (so the test can signal it), stdout/stderr to files in the state dir. */
-static pid_t spawn(struct fx *f, const char *const *cmd)
+static pid_t spawn(struct simcli *f, const char *const *cmd)
 {
     pid_t pid = fork();
     if (pid != 0)
@@ -84,7 +64,7 @@ static pid_t spawn(struct fx *f, const char *const *cmd)
 }
 
 /* Poll the simulator until device ID's dump entry satisfies `want` (a condition, not a time bound). */
-static void wait_device(struct fx *f, bool present, bool pending)
+static void wait_device(struct simcli *f, bool present, bool pending)
 {
     for (;;) {
         json_t *d = simh_dump(f->h);
@@ -107,7 +87,7 @@ static int reap(pid_t pid)
 
 static void test_sigint_during_attach_rolls_back(void **st)
 {
-    struct fx *f = *st;
+    struct simcli *f = *st;
     /* device_add is executed but its reply never comes: smmuctl is waiting mid-transaction */
     assert_int_equal(simh_fault(f->h, "{\"kind\":\"stall\",\"command\":\"device_add\"}"), 0);
     pid_t pid = spawn(f, (const char *[]){"--json", "attach", DEV, NULL});
@@ -134,7 +114,7 @@ static void test_sigint_during_attach_rolls_back(void **st)
 
 static void test_sigterm_during_detach_leaves_it_pending(void **st)
 {
-    struct fx *f = *st;
+    struct simcli *f = *st;
     struct smmu_run r;
     assert_int_equal(smmu_run_cli(&r, (const char *[]){"--qmp", simh_qmp_path(f->h), "--state-dir", f->state,
                                                         "--sysfs", fakesys_root(f->fs), "attach", DEV, NULL},

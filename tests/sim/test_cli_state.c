@@ -19,40 +19,22 @@
 #include "support/fakesys.h"
 #include "support/runcli.h"
 #include "support/sim_harness.h"
+#include "support/simcli.h"
 #include "support/testutil.h"
 
 #define SMMU_A "smmu3.0x0000000016000000"
 
-struct fx {
-    struct fakesys *fs;
-    struct simh *h;
-    char *state;
-};
-
 static int setup(void **st)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-    const char *extra[] = {"-device", "vfio-pci,host=0009:01:00.0,bus=rp1a,id=cold0", "--sysfs", NULL, NULL};
-    f->fs = fakesys_new(NULL);
-    fakesys_add_dev(f->fs, &(struct fakesys_dev){ .bdf = "0009:01:00.0", .smmu = SMMU_A, .driver = "vfio-pci",
-                                                  .group = "1", .cdev = "vfio1" });
-    extra[3] = fakesys_root(f->fs);
-    if (simh_start_vm(&f->h, 1, 2, 0, extra) < 0)
-        return -1;
-    f->state = smmu_test_mkdtemp("cli-state");
-    *st = f;
-    return 0;
+    const struct fakesys_dev dev = {.bdf = "0009:01:00.0", .smmu = SMMU_A, .driver = "vfio-pci", .group = "1",
+                                    .cdev = "vfio1"};
+    return simcli_setup(st, "cli-state", &dev, 1, 1, 2,
+                        (const char *[]){"-device", "vfio-pci,host=0009:01:00.0,bus=rp1a,id=cold0", NULL});
 }
 
 static int teardown(void **st)
 {
-    struct fx *f = *st;
-    simh_stop(f->h);
-    fakesys_free(f->fs);
-    smmu_test_rmtree(f->state);
-    free(f->state);
-    free(f);
-    return 0;
+    return simcli_teardown(st);
 }
 
 static size_t count_files(const char *dir, const char *suffix)
@@ -73,7 +55,7 @@ static size_t count_files(const char *dir, const char *suffix)
 
 static void test_status_lists_devices_the_journal_does_not_know(void **st)
 {
-    struct fx *f = *st;
+    struct simcli *f = *st;
     struct smmu_run r;
     assert_int_equal(smmu_run_cli(&r, (const char *[]){"--qmp", simh_qmp_path(f->h), "--state-dir", f->state,
                                                         "--sysfs", fakesys_root(f->fs), "status", NULL}, 30000), 0);
@@ -101,7 +83,7 @@ static void test_status_lists_devices_the_journal_does_not_know(void **st)
 
 static void test_unusable_state_dir(void **st)
 {
-    struct fx *f = *st;
+    struct simcli *f = *st;
     struct smmu_run r;
     char file[4096], sub[4200];
     snprintf(file, sizeof(file), "%s/plain-file", f->state);

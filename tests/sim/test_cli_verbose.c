@@ -25,45 +25,25 @@
 #include "support/fakesys.h"
 #include "support/runcli.h"
 #include "support/sim_harness.h"
+#include "support/simcli.h"
 #include "support/testutil.h"
 
 #define SMMU_A "smmu3.0x0000000016000000"
 #define BDF "0009:01:00.0"
 #define ID "hostdev-0009-01-00.0"
 
-struct fx {
-    struct fakesys *fs;
-    struct simh *h;
-    char *state;
-};
-
 static int setup(void **st)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-    const char *extra[] = {"--sysfs", NULL, "--dev-iommu", NULL};
-    f->fs = fakesys_new(NULL);
-    fakesys_add_dev(f->fs, &(struct fakesys_dev){.bdf = BDF, .smmu = SMMU_A, .driver = "vfio-pci", .group = "1",
-                                                 .cdev = "vfio1"});
-    extra[1] = fakesys_root(f->fs);
-    if (simh_start_vm(&f->h, 1, 2, 0, extra) < 0)
-        return -1;
-    f->state = smmu_test_mkdtemp("cli-verbose");
-    *st = f;
-    return 0;
+    const struct fakesys_dev dev = {.bdf = BDF, .smmu = SMMU_A, .driver = "vfio-pci", .group = "1", .cdev = "vfio1"};
+    return simcli_setup(st, "cli-verbose", &dev, 1, 1, 2, (const char *[]){"--dev-iommu", NULL});
 }
 
 static int teardown(void **st)
 {
-    struct fx *f = *st;
-    simh_stop(f->h);
-    fakesys_free(f->fs);
-    smmu_test_rmtree(f->state);
-    free(f->state);
-    free(f);
-    return 0;
+    return simcli_teardown(st);
 }
 
-static void run(struct fx *f, struct smmu_run *r, const char *const *cmd, int want)
+static void run(struct simcli *f, struct smmu_run *r, const char *const *cmd, int want)
 {
     const char *common[] = {"--qmp", simh_qmp_path(f->h), "--state-dir", f->state, "--sysfs", fakesys_root(f->fs),
                             NULL};
@@ -80,7 +60,7 @@ static void assert_has(const char *hay, const char *needle, const char *what)
 
 static void test_v_shows_qmp_traffic(void **st)
 {
-    struct fx *f = *st;
+    struct simcli *f = *st;
     struct smmu_run r;
     run(f, &r, (const char *[]){"-v", "topology", NULL}, 0);
     assert_has(r.err, "debug: qmp -> {\"execute\":\"qmp_capabilities\"", "topology -v");
@@ -105,7 +85,7 @@ static void test_v_shows_qmp_traffic(void **st)
 
 /* smmuctl with stderr on a pty (a terminal), stdout and stdin elsewhere; returns the exit status and what
  * appeared on the terminal. */
-static int run_on_tty(struct fx *f, const char *const *cmd, char **tty_out, char **out)
+static int run_on_tty(struct simcli *f, const char *const *cmd, char **tty_out, char **out)
 {
     int master, slave;
     char outpath[4200];
@@ -152,7 +132,7 @@ static int run_on_tty(struct fx *f, const char *const *cmd, char **tty_out, char
 
 static void test_progress_on_a_terminal_only(void **st)
 {
-    struct fx *f = *st;
+    struct simcli *f = *st;
     struct smmu_run r;
     char *tty, *out;
     run(f, &r, (const char *[]){"attach", BDF, NULL}, 0);
